@@ -1,0 +1,1 @@
+"""The kiosk's brain: dialog state machine, domain services, storage and ports."""

@@ -1,0 +1,96 @@
+"""The kiosk's exception hierarchy.
+
+Every subsystem raises its own subclass of :class:`KioskError`. Each class names the
+prompt id (in the locale pack) that the dialog speaks and shows when it reaches the
+customer, so an error is never a traceback on the screen.
+"""
+
+from __future__ import annotations
+
+
+class KioskError(Exception):
+    """Base of every error the kiosk expects and handles."""
+
+    prompt_id: str = "error_generic"
+    """Prompt spoken and shown to the customer when this error reaches the dialog."""
+
+
+class ConfigError(KioskError):
+    """The configuration file is missing, malformed or has unknown keys."""
+
+    prompt_id = "error_out_of_service"
+
+
+class StorageError(KioskError):
+    """The database cannot be opened, is corrupt, or a write failed."""
+
+    prompt_id = "error_out_of_service"
+
+
+class ModelError(KioskError):
+    """A model is missing, corrupt, or its package is not installed."""
+
+    prompt_id = "error_out_of_service"
+
+
+class MissingPackageError(ModelError):
+    """An optional Python package for a chosen backend is not installed.
+
+    Args:
+        package: the import name that failed.
+        extra: the ``pip install`` extra that provides it.
+    """
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"the optional package '{package}' is not installed; "
+            f"install it with: .venv/bin/pip install -e '.[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class LocaleError(KioskError):
+    """A locale pack is invalid (the message names the file and line)."""
+
+
+class SpeechError(KioskError):
+    """Speech recognition or synthesis failed."""
+
+    prompt_id = "error_speech"
+
+
+class DeviceError(KioskError):
+    """A device (cash unit, camera, printer, keypad) failed or does not answer."""
+
+    prompt_id = "error_device"
+
+
+class CashDeviceError(DeviceError):
+    """A cash unit failed; the dialog calls staff with the exact state."""
+
+    prompt_id = "cash_fault"
+
+
+class FaceError(DeviceError):
+    """Face processing failed (camera, model)."""
+
+    prompt_id = "face_failed"
+
+
+class BillingError(KioskError):
+    """The billing backend failed or refused a posting."""
+
+    prompt_id = "error_billing"
+
+
+class UnknownAccount(BillingError):
+    """No electricity account with that number."""
+
+    prompt_id = "account_not_found"
+
+
+class PaymentError(KioskError):
+    """A payment could not be completed."""
+
+    prompt_id = "payment_failed"

@@ -1,0 +1,285 @@
+"""SQLite storage through aiosqlite: WAL, ``BEGIN IMMEDIATE`` writes, versioned migrations.
+
+Why ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes fails at
+once with "database is locked" when another connection wrote in between; taking
+the write lock up front makes concurrent writers wait (up to ``busy_timeout``)
+instead. Every write in the kiosk goes through :meth:`Database.transaction`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from assistant.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+
+# Each migration is a list of statements; the index + 1 is the schema version it
+# produces. Never edit a migration that has shipped: add a new one.
+MIGRATIONS: list[tuple[str, ...]] = [
+    # 1: the four-account model, billing ledger, payment journal, cash units, staff, consent
+    (
+        # --- four-account model -----------------------------------------------------
+        """CREATE TABLE login_user (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,              -- unified user id
+            phone TEXT NOT NULL UNIQUE,            -- login by phone number
+            default_method TEXT NOT NULL DEFAULT 'cash'
+                CHECK (default_method IN ('cash', 'card', 'ewallet')),
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE person (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL UNIQUE REFERENCES login_user(id),
+            name TEXT NOT NULL,                     -- shown and spoken masked only
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE ewallet_account (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL UNIQUE REFERENCES login_user(id),
+            wallet_no TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE quickpay_account (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES login_user(id),
+            card_token TEXT NOT NULL UNIQUE,        -- from the bank; never the card number
+            card_last4 TEXT NOT NULL CHECK (length(card_last4) = 4),
+            issuer TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE electricity_account (
+            id INTEGER PRIMARY KEY,
+            account_no TEXT NOT NULL UNIQUE,        -- 户号, digits, leading zeros kept
+            user_id INTEGER REFERENCES login_user(id),
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE face_embedding (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES login_user(id),
+            model_id TEXT NOT NULL,
+            embedding BLOB NOT NULL,                -- encrypted unit vector
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        "CREATE INDEX face_embedding_model ON face_embedding(model_id)",
+        """CREATE TABLE consent (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES login_user(id),
+            purpose TEXT NOT NULL,                  -- 'face'
+            granted INTEGER NOT NULL CHECK (granted IN (0, 1)),
+            staff_id INTEGER REFERENCES staff(id),
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        # --- staff and audit ----------------------------------------------------------
+        """CREATE TABLE staff (
+            id INTEGER PRIMARY KEY,
+            staff_no TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('hall', 'bank', 'admin')),
+            pin_hash TEXT NOT NULL,                 -- scrypt, salted
+            user_id INTEGER REFERENCES login_user(id),  -- face enrolment for verification
+            active INTEGER NOT NULL DEFAULT 1
+        )""",
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            staff_id INTEGER,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        # --- embedded billing ledger (the default Billing backend) --------------------
+        """CREATE TABLE billing_customer (
+            account_no TEXT PRIMARY KEY,
+            holder_name TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            prepaid_fen INTEGER NOT NULL DEFAULT 0 CHECK (prepaid_fen >= 0)
+        )""",
+        """CREATE TABLE billing_bill (
+            id INTEGER PRIMARY KEY,
+            account_no TEXT NOT NULL REFERENCES billing_customer(account_no),
+            period TEXT NOT NULL,                   -- YYYY-MM
+            amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+            paid_fen INTEGER NOT NULL DEFAULT 0 CHECK (paid_fen >= 0),
+            UNIQUE (account_no, period)
+        )""",
+        """CREATE TABLE billing_posting (
+            id INTEGER PRIMARY KEY,
+            reference TEXT NOT NULL UNIQUE,         -- idempotency key from the kiosk
+            account_no TEXT NOT NULL REFERENCES billing_customer(account_no),
+            kind TEXT NOT NULL CHECK (kind IN ('payment', 'prepayment')),
+            amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+            channel TEXT NOT NULL,
+            kiosk_id TEXT NOT NULL,
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        # --- payments: header + append-only journal ------------------------------------
+        """CREATE TABLE payment (
+            id TEXT PRIMARY KEY,                    -- uuid, also the idempotency key
+            account_no TEXT NOT NULL,
+            user_id INTEGER,
+            method TEXT NOT NULL CHECK (method IN ('cash', 'card', 'ewallet')),
+            due_fen INTEGER NOT NULL CHECK (due_fen >= 0),
+            kiosk_id TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            payment_id TEXT NOT NULL REFERENCES payment(id),
+            step TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('intent', 'done', 'failed', 'info')),
+            amount_fen INTEGER NOT NULL DEFAULT 0,
+            detail TEXT NOT NULL DEFAULT '{}',
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        "CREATE INDEX journal_payment ON journal(payment_id, id)",
+        # append-only: the journal is never updated or deleted
+        """CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+           BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END""",
+        """CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+           BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END""",
+        # --- cash units ---------------------------------------------------------------
+        """CREATE TABLE cash_unit (
+            unit TEXT NOT NULL,                     -- 'notes' (recycler) or 'coins' (hopper)
+            denomination_fen INTEGER NOT NULL CHECK (denomination_fen > 0),
+            count INTEGER NOT NULL CHECK (count >= 0),
+            capacity INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (unit, denomination_fen)
+        )""",
+        """CREATE TABLE cash_movement (
+            id INTEGER PRIMARY KEY,
+            unit TEXT NOT NULL,
+            denomination_fen INTEGER NOT NULL,
+            delta INTEGER NOT NULL,
+            reason TEXT NOT NULL,                   -- stacked, dispensed, exchange_out, exchange_in
+            payment_id TEXT,
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE receipt (
+            payment_id TEXT PRIMARY KEY REFERENCES payment(id),
+            body TEXT NOT NULL,                     -- JSON of the receipt fields
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """An aiosqlite connection with the kiosk's pragmas and write discipline.
+
+    Args:
+        path: the SQLite file (created if missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: aiosqlite.Connection | None = None
+
+    async def open(self) -> Database:
+        """Open, check integrity, set pragmas and run pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+            self._conn.row_factory = aiosqlite.Row
+            await self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = await self._scalar("PRAGMA journal_mode = WAL")
+            if str(mode).lower() != "wal":
+                log.warning("journal_mode is %s, not WAL", mode)
+            await self._conn.execute("PRAGMA synchronous = FULL")
+            await self._conn.execute("PRAGMA foreign_keys = ON")
+            ok = await self._scalar("PRAGMA quick_check")
+            if ok != "ok":
+                raise StorageError(f"{self.path}: database failed its integrity check: {ok}")
+            await self.migrate()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise StorageError(
+                f"{self.path}: cannot use the database ({exc}); restore it from the last "
+                "backup or move it aside to start a new one"
+            ) from None
+        return self
+
+    async def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._conn is None:
+            raise StorageError(f"{self.path}: database is not open")
+        return self._conn
+
+    async def version(self) -> int:
+        """The schema version recorded in the file."""
+        return int(await self._scalar("PRAGMA user_version"))
+
+    async def migrate(self) -> int:
+        """Apply every migration newer than the file's version; returns the new version."""
+        current = await self.version()
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {current} is newer than this software "
+                f"({SCHEMA_VERSION}); update the kiosk software"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            async with self.transaction() as tx:
+                for stmt in MIGRATIONS[version - 1]:
+                    await tx.execute(stmt)
+                await tx.execute(f"PRAGMA user_version = {version}")
+            log.info("database %s migrated to schema version %d", self.path, version)
+        return SCHEMA_VERSION
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction taken with ``BEGIN IMMEDIATE``; commits or rolls back."""
+        conn = self.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        else:
+            await conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        """Run a read query and return all rows (``sqlite3.Row``)."""
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """Run a read query and return the first row or None."""
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self.conn.execute(sql, tuple(params)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+
+async def open_database(path: str | Path) -> Database:
+    """Open (creating and migrating as needed) the kiosk database at ``path``."""
+    return await Database(path).open()

@@ -1,0 +1,1 @@
+"""Devices: camera, face, OCR, cash units (SSP and simulator), keypad, printer."""

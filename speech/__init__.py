@@ -1,0 +1,1 @@
+"""Speech: recognition, synthesis, audio I/O, voice activity and Chinese number text."""

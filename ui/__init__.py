@@ -1,0 +1,1 @@
+"""Kivy screens; they render the dialog state and report key presses, nothing more."""
