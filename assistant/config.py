@@ -41,6 +41,20 @@ class KioskSection:
     """Folder holding the locale packs."""
 
 
+@dataclasses.dataclass(frozen=True)
+class UiSection:
+    """Screen settings."""
+
+    font: str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+    """The CJK font file every screen uses (also checked by ``locales check``)."""
+    fullscreen: bool = False
+    """Kiosk mode: fullscreen, no cursor, no decorations."""
+    width: int = 1280
+    """Window width in pixels when not fullscreen."""
+    height: int = 800
+    """Window height in pixels when not fullscreen."""
+
+
 class Config:
     """The parsed configuration file.
 
@@ -53,6 +67,7 @@ class Config:
         self.data = data
         self.path = path
         self.kiosk = self.section("kiosk", KioskSection)
+        self.ui = self.section("ui", UiSection)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Config:
