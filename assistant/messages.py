@@ -37,6 +37,16 @@ class Digits:
 
 
 @dataclass(frozen=True)
+class Masked:
+    """A masked personal value: how it is shown and how it is spoken."""
+
+    display: str
+    """Shown on screen, e.g. 张** or ****1234."""
+    spoken: str
+    """Spoken form without mask characters, e.g. the surname only."""
+
+
+@dataclass(frozen=True)
 class Count:
     """A plain integer count (e.g. number of notes), spoken as a number."""
 
@@ -73,6 +83,7 @@ class EventKind(StrEnum):
     TIMEOUT = "timeout"
     SPEECH_FINISHED = "speech_finished"
     STAFF = "staff"
+    PAYMENT = "payment"
 
 
 class Key(StrEnum):
@@ -234,6 +245,38 @@ class SpeechFinished(Event):
     prompt_id: str
     interrupted: bool = False
     kind: EventKind = field(default=EventKind.SPEECH_FINISHED, init=False)
+
+
+@dataclass(frozen=True)
+class PaymentDone(Event):
+    """A payment (any method) reached its end: posted, or failed with nothing charged."""
+
+    payment_id: str
+    """The payment's id (also its idempotency key)."""
+    ok: bool
+    """True when the bill was posted."""
+    paid_fen: int = 0
+    """Amount posted against the bill."""
+    inserted_fen: int = 0
+    """Cash received (cash payments)."""
+    change_fen: int = 0
+    """Change paid out."""
+    credited_fen: int = 0
+    """Amount credited to the account as prepayment (undispensable change, excess)."""
+    problem: str = ""
+    """Prompt id explaining a failure."""
+    kind: EventKind = field(default=EventKind.PAYMENT, init=False)
+
+
+@dataclass(frozen=True)
+class StaffCommand(Event):
+    """A staff function was requested (voice phrase, staff menu or CLI)."""
+
+    command: str
+    """What: start_enrolment, reload_locales, cassette_exchange..."""
+    staff_id: int | None = None
+    """Verified staff member, when known."""
+    kind: EventKind = field(default=EventKind.STAFF, init=False)
 
 
 # ----------------------------------------------------------------------------- commands

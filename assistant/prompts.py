@@ -97,6 +97,8 @@ class Prompt(StrEnum):
     """We do not recognise you; please give your account number."""
     FACE_FAILED = "face_failed"
     """Face recognition is unavailable; please give your account number."""
+    FACE_UNCERTAIN = "face_uncertain"
+    """Not quite sure it is you: is your account number ending {account}?"""
     # --- account ------------------------------------------------------------------
     ASK_ACCOUNT = "ask_account"
     """Say your account number digit by digit or type it on the keypad, then press enter."""
@@ -125,6 +127,10 @@ class Prompt(StrEnum):
     """Label: bank card."""
     METHOD_EWALLET = "method_ewallet"
     """Label: e-wallet."""
+    METHOD_UNAVAILABLE = "method_unavailable"
+    """Paying by {method} is not possible now; please pay in cash or call staff."""
+    CONFIRM_METHOD = "confirm_method"
+    """You want to pay {amount} by {method}, right?"""
     # --- cash ---------------------------------------------------------------------
     CASH_INSERT = "cash_insert"
     """Please insert notes or coins; {due} to pay. Change can be given."""

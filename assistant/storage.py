@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from assistant.config import Config
 from assistant.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -174,6 +177,22 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """The ``[storage]`` config section."""
+
+    path: str = "var/kiosk.db"
+    """The SQLite database file (relative to the project root, or absolute)."""
+
+
+def database_path(config: Config) -> Path:
+    """Where the kiosk database lives; under ``KIOSK_DATA_DIR`` when that is set."""
+    section = config.section("storage", StorageSection)
+    if os.environ.get("KIOSK_DATA_DIR") and not Path(section.path).is_absolute():
+        return config.data_dir / Path(section.path).name
+    return config.resolve(section.path)
 
 
 class Database:

@@ -1,0 +1,363 @@
+"""The dialog state machine, driven by scripts of real events against a real ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from assistant.billing import LedgerBilling
+from assistant.customers import CustomerDirectory
+from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices, Understanding
+from assistant.messages import (
+    ActionChosen,
+    Amount,
+    CashEvent,
+    CashEventKind,
+    Digits,
+    FaceOutcome,
+    FaceSeen,
+    Key,
+    KeyPressed,
+    Say,
+    SetVoice,
+    Timeout,
+    Utterance,
+)
+from assistant.seed import seed
+from tests.dialog_script import SPAWNED, Spawner, Step, run_dialog
+
+
+@dataclass
+class Match:
+    intent: str
+    slots: Mapping[str, Any]
+    score: float = 1.0
+
+
+class PhraseTable(Understanding):
+    """Exact-phrase understanding for dialog logic tests (the real matcher has its own tests)."""
+
+    TABLE = {
+        "交": ("Confirm", {}),
+        "确认": ("Confirm", {}),
+        "不对": ("Deny", {}),
+        "取消": ("Cancel", {}),
+        "再说一遍": ("Repeat", {}),
+        "慢一点": ("Slower", {}),
+        "找工作人员": ("Help", {}),
+        "还需要": ("MoreTime", {}),
+        "说粤语": ("ChooseLanguage", {"pack": "yue"}),
+        "用银行卡": ("Pay", {"method": "card"}),
+        "交一百块": ("Amount", {"amount": 10000}),
+    }
+
+    def match(self, text: str, expected: Iterable[str]) -> Match | None:
+        hit = self.TABLE.get(text.replace(" ", ""))
+        if hit and hit[0] in set(expected):
+            return Match(hit[0], hit[1])
+        return None
+
+
+@dataclass
+class Result:
+    ok: bool
+    inserted_fen: int
+    change_fen: int
+    credited_fen: int
+    posted_fen: int
+
+
+@dataclass
+class FakeCash(CashPayments):
+    """Records what the dialog asked; the script injects the cash events."""
+
+    begun: list[tuple[str, str, int]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    result: Result | None = None
+
+    async def begin(self, payment_id, account_no, due_fen, user_id):
+        self.begun.append((payment_id, account_no, due_fen))
+
+    async def accept_excess_as_credit(self, payment_id):
+        pass
+
+    async def cancel(self, payment_id):
+        self.cancelled.append(payment_id)
+        self.result = Result(False, 0, 0, 0, 0)
+
+    def change_available(self):
+        return {5000: 2, 1000: 5, 100: 20, 10: 50}
+
+    async def wait_finished(self, payment_id, timeout):
+        assert self.result is not None
+        return self.result
+
+
+@pytest.fixture
+async def services(db, tmp_path):
+    await seed(db, tmp_path)
+    spawner = Spawner()
+    svc = DialogServices(
+        billing=LedgerBilling(db),
+        customers=CustomerDirectory(db),
+        understanding=PhraseTable(),
+        cash=FakeCash(),
+        packs=("zh-CN", "yue", "zh-CN-sichuan"),
+        hall_phone="95598",
+        spawn=spawner,
+    )
+    svc.spawner = spawner  # type: ignore[attr-defined]
+    return svc
+
+
+async def user_id_for(db, phone: str) -> int:
+    row = await db.fetchone("SELECT id FROM login_user WHERE phone = ?", (phone,))
+    return int(row[0])
+
+
+async def test_face_to_cash_payment_with_change_and_credit(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    cash: FakeCash = services.cash
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid, score=0.7, margin=0.5),
+                 say=["welcome", "looking", "greeting_named", "arrears"], show="identified",
+                 state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], show="cash", do=[("cash", "accept")],
+                 state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=20000, inserted_fen=20000),
+                 show="cash"),
+            Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000),
+                 say=["cash_received_in_full"], state="settling"),
+            Step(CashEvent(CashEventKind.CHANGE_PAID, value_fen=7650), say=["cash_dispensing"]),
+        ],
+        services.spawner,
+    )
+    # The arrears were spoken with the real amount and a masked name and account.
+    arrears = [s for s in t.says() if s.prompt_id == "arrears"][0]
+    assert arrears.slots["amount"] == Amount(12345)
+    assert arrears.slots["account"].display == "******2345"
+    greeting = [s for s in t.says() if s.prompt_id == "greeting_named"][0]
+    assert greeting.slots["name"].display.endswith("**") and "*" not in greeting.slots["name"].spoken
+    assert cash.begun == [(dialog.session.payment_id, "3100012345", 12345)]
+    cash.result = Result(True, 20000, 7650, 5, 12345)
+    t2 = await run_dialog(
+        dialog,
+        [Step(SPAWNED, say=["payment_success", "cash_remainder_credited", "receipt_spoken",
+                            "receipt_printing"], show="result", do=[("printer", "print")],
+              state="result"),
+         Step(KeyPressed(Key.CONFIRM), say=["goodbye"], show="welcome", state="idle")],
+        services.spawner,
+        start=False,
+    )
+    credited = [s for s in t2.says() if s.prompt_id == "cash_remainder_credited"][0]
+    assert credited.slots["remainder"] == Amount(5)
+
+
+async def test_unknown_face_goes_to_account_number_by_keypad(services) -> None:
+    dialog = Dialog(services)
+    digits = [KeyPressed(Key(d)) for d in "0300045678"]
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome", "looking", "face_unknown", "ask_account"],
+                 show="account_entry", state="account_entry"),
+            *[Step(k, say=[], show="account_entry") for k in digits],
+            Step(KeyPressed(Key.ENTER), say=["account_readback"], show="confirm", state="confirm_account"),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"], show="identified"),
+        ],
+    )
+    assert dialog.session.account is not None
+    assert dialog.session.account.account_no == "0300045678"  # leading zero kept
+    assert dialog.session.account.arrears_fen == 22250
+
+
+async def test_wrong_account_number_is_said_and_asked_again(services) -> None:
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "9999999999"],
+            Step(KeyPressed(Key.ENTER), say=["account_readback"]),
+            Step(KeyPressed(Key.CONFIRM), say=["account_not_found", "ask_account"], state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "123"],
+            Step(KeyPressed(Key.ENTER), say=["account_digits_wrong", "ask_account"], state="account_entry"),
+        ],
+    )
+    nf = [s for s in t.says() if s.prompt_id == "account_not_found"][0]
+    assert nf.slots["account"] == Digits("9999999999")
+
+
+async def test_face_quality_guidance_then_fallback(services) -> None:
+    dialog = Dialog(services, DialogConfig(face_attempts=3))
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "looking", "face_too_small"]),
+            # The same problem again is not repeated aloud.
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=[]),
+            Step(FaceSeen(FaceOutcome.SEVERAL_FACES), say=["face_failed", "ask_account"],
+                 state="account_entry"),
+        ],
+    )
+
+
+async def test_repeat_slower_and_language_switch(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["welcome", "looking",
+                 "greeting_named", "arrears"]),
+            Step(Utterance("再 说 一遍"), say=["greeting_named", "arrears"], show="identified"),
+            Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
+            Step(Utterance("慢一点"), say=["slower_ack", "greeting_named", "arrears"]),
+            Step(Utterance("说粤语"), say=["language_switched", "greeting_named", "arrears"]),
+            Step(Utterance("今天天气不错"), say=["not_understood"], state="arrears"),
+        ],
+    )
+    voice = [c for s in t.steps for c in s if isinstance(c, SetVoice)]
+    assert SetVoice(rate_step=-1) in voice and SetVoice(pack="yue") in voice
+
+
+async def test_unusual_method_is_read_back_before_paying(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交一百块"), say=["confirm_method"], show="confirm", state="confirm_payment"),
+            Step(Utterance("不对"), say=["greeting_named", "arrears"], state="arrears"),
+            Step(Utterance("用银行卡"), say=["confirm_method"], state="confirm_payment"),
+        ],
+    )
+    assert dialog.session.pending_method == "card"
+
+
+async def test_low_confidence_confirm_is_read_back(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交", confidence=0.3), say=["confirm_method"], state="confirm_payment"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+        ],
+    )
+
+
+async def test_timeout_warns_then_more_time_then_gives_up(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("idle"), say=["still_there"], show="still_there", state="still_there"),
+            Step(Utterance("还需要"), say=["more_time_granted", "greeting_named", "arrears"],
+                 show="identified", state="arrears"),
+            Step(Timeout("idle"), say=["still_there"], state="still_there"),
+            Step(Timeout("grace"), say=["timed_out", "goodbye"], show="welcome", state="idle"),
+        ],
+    )
+    # More time lengthens this customer's timeouts.
+    timers = [c for s in t.steps for c in s if getattr(c, "timer", None) == "idle" and hasattr(c, "seconds")]
+    assert timers[-1].seconds > timers[0].seconds or dialog.state == "idle"
+
+
+async def test_timeout_during_cash_returns_the_money(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    cash: FakeCash = services.cash
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=5000, inserted_fen=5000),
+                 say=["cash_inserted"]),
+            Step(Timeout("idle"), say=["still_there"]),
+            Step(Timeout("grace"), say=["timed_out", "cash_returning"], state="settling"),
+            Step(SPAWNED, say=["cancelled", "goodbye"], state="idle"),
+        ],
+        services.spawner,
+    )
+    assert cash.cancelled == [dialog.session.payment_id]
+    returning = [s for s in t.says() if s.prompt_id == "cash_returning"][0]
+    assert returning.slots["amount"] == Amount(5000)
+
+
+async def test_help_from_anywhere_and_back(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("找工作人员"), say=["help_called"], show="help", do=[("staff", "call")],
+                 state="help"),
+            Step(KeyPressed(Key.CANCEL), say=["greeting_named", "arrears"], state="arrears"),
+        ],
+    )
+
+
+async def test_cancel_with_no_money_ends_session(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(ActionChosen("cancel"), say=["cancelled", "goodbye"], show="welcome", state="idle"),
+        ],
+    )
+
+
+async def test_customer_with_no_arrears(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13700137000")
+    t = await run_dialog(
+        dialog,
+        [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid),
+              say=["welcome", "looking", "greeting_named", "no_arrears"], state="result")],
+    )
+    assert t.says()[-1].slots["balance"] == Amount(2000)
+
+
+async def test_card_without_gateway_is_said_plainly(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(ActionChosen("other_methods"), say=["choose_method"], show="choose_method"),
+            Step(ActionChosen("method_card"), say=["method_unavailable", "choose_method"],
+                 state="choose_method"),
+        ],
+    )
+
+
+async def test_change_impossible_is_said_before_stacking(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000), say=["cash_change_impossible"],
+                 state="cash"),
+        ],
+    )
+    assert t.says()[-1].slots["note"] == Amount(10000)
+    assert all(isinstance(c, Say) or True for c in t.steps[-1])
