@@ -85,7 +85,7 @@ class FaceSection:
     max_outside: float = 0.05
     """Largest fraction of the face box allowed outside the frame."""
     # -- matching --------------------------------------------------------------------------
-    thresholds: dict[str, float] = field(default_factory=lambda: {"face": 0.5})
+    thresholds: dict[str, float] = field(default_factory=lambda: {"face": 0.55})
     """Cosine threshold per model id (calibrate with ``main.py face calibrate``)."""
     min_margin: float = 0.08
     """Best customer must beat the second-best by this much to be IDENTIFIED."""
@@ -120,7 +120,7 @@ class FaceSection:
     # -- search ----------------------------------------------------------------------------
     ivf_min_size: int = 20_000
     """Gallery size from which the inverted-file fast path is built."""
-    search_confident: float = 0.6
+    search_confident: float = 0.65
     """Fast-path matches below this score are re-checked by an exact scan."""
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     """The ``[face.liveness]`` sub-section."""
