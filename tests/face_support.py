@@ -1,4 +1,4 @@
-"""Shared helpers for the face tests: the provisioned models and photos, and frame synthesis.
+"""Shared helpers for the face and card tests: the provisioned models and photos, and frame synthesis.
 
 The models and photos are provisioned by ``python main.py models install`` into the
 project's data folder; a test that needs them skips with the install command when
@@ -19,13 +19,21 @@ from assistant.errors import ModelError
 
 
 def project_config() -> Config:
-    """The project's default config, ignoring a test's ``KIOSK_DATA_DIR``."""
+    """The project's default config, ignoring a test's ``KIOSK_DATA_DIR``.
+
+    ``KIOSK_TEST_DATA_DIR`` points the tests at another provisioned data folder
+    (one filled by ``KIOSK_DATA_DIR=... python main.py models install --all``).
+    """
     saved = os.environ.pop("KIOSK_DATA_DIR", None)
     try:
-        return Config.load(ROOT / "config" / "kiosk.toml")
+        config = Config.load(ROOT / "config" / "kiosk.toml")
     finally:
         if saved is not None:
             os.environ["KIOSK_DATA_DIR"] = saved
+    other = os.environ.get("KIOSK_TEST_DATA_DIR")
+    if other:
+        config = Config(dict(config.data, kiosk=dict(config.data.get("kiosk", {}), data_dir=other)), config.path)
+    return config
 
 
 def provisioned(entry_id: str) -> Path:
