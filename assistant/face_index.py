@@ -6,11 +6,13 @@ float32 matrix, so an exact search is a single matrix-vector product.
 
 For big halls it can also build an inverted-file index (k-means cells, each cell's
 vectors stored contiguously) and scan only the cells nearest the query. That is
-approximate, so it is used only as a fast path: when the best score it finds is
-below ``confident`` (a score no impostor realistically reaches), the search falls
-back to the exact scan. A person who is not enrolled therefore always gets the
-exact answer, and the fast path can only return a match that is far above the
-threshold. ``bench/face_search.py`` measures both against each other.
+approximate, so it is used only where being approximate cannot put a wrong name on
+someone: a fast-path result is final when its best score is at or above
+``confident`` (a score no impostor reached in calibration) or below ``floor`` (the
+lowest score that could lead to a match or a read-back). In between, the exact scan
+decides. The price: an enrolled customer whose cell was not probed (measured well
+under 1 % of queries) looks unknown and uses the account number, as anyone may.
+``bench/face_search.py`` measures both paths against each other.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class EmbeddingIndex:
         dim: embedding length.
         ivf_min_size: build the inverted file once this many embeddings are held (0: never).
         nprobe: cells scanned per query on the fast path.
-        confident: fast-path results below this score are re-done exactly.
+        confident: fast-path results at or above this score are final.
+        floor: fast-path results below this score are final (None: re-do them exactly).
         shortlist: how many top rows are examined to find two distinct owners.
     """
 
@@ -62,8 +65,9 @@ class EmbeddingIndex:
         self,
         dim: int = 512,
         ivf_min_size: int = 20_000,
-        nprobe: int = 24,
+        nprobe: int = 32,
         confident: float = 0.6,
+        floor: float | None = None,
         shortlist: int = 32,
         seed: int = 0,
     ) -> None:
@@ -71,6 +75,7 @@ class EmbeddingIndex:
         self.ivf_min_size = ivf_min_size
         self.nprobe = nprobe
         self.confident = confident
+        self.floor = floor
         self.shortlist = shortlist
         self._rng = np.random.default_rng(seed)
         self._vecs = np.zeros((0, dim), dtype=np.float32)
@@ -134,13 +139,14 @@ class EmbeddingIndex:
         if len(self) == 0:
             return SearchResult(None, None, True)
         if not exact and self._ivf is not None:
-            rows, scores = self._ivf.search(q, self.nprobe)
+            rows, scores = self._ivf.search(self._vecs, q, self.nprobe)
             if self._ivf.tail_from < self._n:
                 tail = np.arange(self._ivf.tail_from, self._n)
                 rows = np.concatenate([rows, tail])
                 scores = np.concatenate([scores, self._vecs[tail] @ q])
             best, second = self._top_two(rows, scores)
-            if best is not None and best.score >= self.confident:
+            top = best.score if best is not None else -1.0
+            if top >= self.confident or (self.floor is not None and top < self.floor):
                 return SearchResult(best, second, False)
         scores = self._vecs[: self._n] @ q
         best, second = self._top_two(None, scores)
@@ -194,8 +200,6 @@ class EmbeddingIndex:
             self._owners[: self._n][mask] = -1
             self._vecs[: self._n][mask] = 0.0
             self._dead += count
-            if self._ivf is not None:
-                self._ivf.drop(np.flatnonzero(mask))
             if self._dead > max(1000, self._n // 4):
                 self._compact()
         return count
@@ -215,15 +219,30 @@ class EmbeddingIndex:
             self.build_ivf()
 
     def build_ivf(self, nlist: int | None = None, iterations: int = 8) -> None:
-        """(Re)build the inverted file over the current embeddings."""
-        alive = np.flatnonzero(self._owners[: self._n] >= 0)
-        n = alive.shape[0]
+        """(Re)build the inverted file over the current embeddings.
+
+        The rows are reordered so that each cell is one contiguous slice of the
+        matrix: the fast path scans slices and needs no second copy of the vectors.
+        """
+        alive = self._owners[: self._n] >= 0
+        n = int(alive.sum())
         if n == 0:
             self._ivf = None
             return
         nlist = nlist or max(1, min(4096, int(2 * np.sqrt(n))))
-        self._ivf = _Ivf.train(self._vecs, alive, nlist, iterations, self._rng)
-        self._ivf.tail_from = self._n
+        vecs = self._vecs[: self._n][alive]
+        centroids, assign = _kmeans(vecs, nlist, iterations, self._rng)
+        order = np.argsort(assign, kind="stable")
+        self._vecs[:n] = vecs[order]
+        self._owners[:n] = self._owners[: self._n][alive][order]
+        self._keys[:n] = self._keys[: self._n][alive][order]
+        self._vecs[n: self._n] = 0.0
+        self._owners[n: self._n] = -1
+        self._keys[n: self._n] = -1
+        self._n, self._dead = n, 0
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))])
+        self._ivf = _Ivf(centroids, offsets)
+        self._ivf.tail_from = n
 
     @property
     def uses_ivf(self) -> bool:
@@ -232,52 +251,45 @@ class EmbeddingIndex:
 
 
 class _Ivf:
-    """Inverted file: k-means cells over unit vectors, each cell's vectors contiguous."""
+    """Inverted file: k-means cells over unit vectors; cell ``c`` is rows ``offsets[c]:offsets[c+1]``."""
 
-    def __init__(self, centroids: np.ndarray, order: np.ndarray, offsets: np.ndarray, vecs: np.ndarray) -> None:
+    def __init__(self, centroids: np.ndarray, offsets: np.ndarray) -> None:
         self.centroids = centroids
-        self.order = order  # position in the cell layout -> row in the index
         self.offsets = offsets
-        self.vecs = vecs  # rows in cell order
-        self.size = order.shape[0]
-        self.tail_from = 0  # rows added after training are scanned exactly
+        self.size = int(offsets[-1])
+        self.tail_from = self.size  # rows added after training are scanned exactly
 
-    @classmethod
-    def train(cls, vecs: np.ndarray, rows: np.ndarray, nlist: int, iterations: int, rng: np.random.Generator) -> _Ivf:
-        sample_rows = rows if rows.shape[0] <= nlist * 64 else rng.choice(rows, nlist * 64, replace=False)
-        sample = vecs[sample_rows]
-        cent = sample[rng.choice(sample.shape[0], nlist, replace=False)].copy()
-        for _ in range(iterations):
-            assign = np.argmax(sample @ cent.T, axis=1)
-            sums = np.zeros_like(cent)
-            np.add.at(sums, assign, sample)
-            counts = np.bincount(assign, minlength=nlist)
-            empty = counts == 0
-            sums[empty] = sample[rng.choice(sample.shape[0], int(empty.sum()), replace=True)]
-            cent = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-        assign = np.empty(rows.shape[0], dtype=np.int64)
-        step = 16_384
-        for s in range(0, rows.shape[0], step):
-            assign[s:s + step] = np.argmax(vecs[rows[s:s + step]] @ cent.T, axis=1)
-        perm = np.argsort(assign, kind="stable")
-        order = rows[perm]
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))])
-        return cls(cent.astype(np.float32), order, offsets, np.ascontiguousarray(vecs[order]))
-
-    def search(self, q: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vecs: np.ndarray, q: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         nprobe = min(nprobe, self.centroids.shape[0])
         cells = np.argpartition(self.centroids @ q, -nprobe)[-nprobe:]
         parts_rows, parts_scores = [], []
         for c in cells:
-            a, b = self.offsets[c], self.offsets[c + 1]
+            a, b = int(self.offsets[c]), int(self.offsets[c + 1])
             if a == b:
                 continue
-            parts_rows.append(self.order[a:b])
-            parts_scores.append(self.vecs[a:b] @ q)
+            parts_rows.append(np.arange(a, b))
+            parts_scores.append(vecs[a:b] @ q)
         if not parts_rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return np.concatenate(parts_rows), np.concatenate(parts_scores)
 
-    def drop(self, rows: np.ndarray) -> None:
-        pos = np.flatnonzero(np.isin(self.order, rows))
-        self.vecs[pos] = 0.0
+
+def _kmeans(vecs: np.ndarray, nlist: int, iterations: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means on a sample; returns (unit centroids, cell of every vector)."""
+    n = vecs.shape[0]
+    sample = vecs if n <= nlist * 64 else vecs[rng.choice(n, nlist * 64, replace=False)]
+    nlist = min(nlist, sample.shape[0])
+    cent = sample[rng.choice(sample.shape[0], nlist, replace=False)].copy()
+    for _ in range(iterations):
+        assign = np.argmax(sample @ cent.T, axis=1)
+        sums = np.zeros_like(cent)
+        np.add.at(sums, assign, sample)
+        empty = np.bincount(assign, minlength=nlist) == 0
+        # An empty cell restarts from a random sample point instead of dying.
+        sums[empty] = sample[rng.choice(sample.shape[0], int(empty.sum()), replace=True)]
+        cent = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    assign = np.empty(n, dtype=np.int64)
+    step = 16_384
+    for s in range(0, n, step):
+        assign[s:s + step] = np.argmax(vecs[s:s + step] @ cent.T, axis=1)
+    return cent.astype(np.float32), assign

@@ -120,8 +120,9 @@ class FaceSection:
     # -- search ----------------------------------------------------------------------------
     ivf_min_size: int = 20_000
     """Gallery size from which the inverted-file fast path is built."""
-    search_confident: float = 0.65
-    """Fast-path matches below this score are re-checked by an exact scan."""
+    search_confident: float = 0.6
+    """Fast-path matches at or above this score are final; between the uncertain band's
+    lower edge and this score the exact scan decides (see ``assistant.face_index``)."""
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     """The ``[face.liveness]`` sub-section."""
 
@@ -671,7 +672,13 @@ def open_gallery(config: Config, db: Database, section: FaceSection, model_id: s
     """A gallery (not yet loaded) with the configured key, photo folder and index."""
     cipher = EmbeddingCipher(load_face_key(config, section))
     images = config.data_dir / section.images_dir if section.store_images else None
-    index = EmbeddingIndex(dim, ivf_min_size=section.ivf_min_size, confident=section.search_confident)
+    threshold = section.threshold_for(model_id)
+    index = EmbeddingIndex(
+        dim,
+        ivf_min_size=section.ivf_min_size,
+        confident=max(section.search_confident, threshold),
+        floor=threshold - section.uncertain_band,
+    )
     return Gallery(db, cipher, model_id, dim, images, section.max_templates, index)
 
 
