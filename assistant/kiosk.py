@@ -85,12 +85,15 @@ class Voice(abc.ABC):
     def stop(self) -> None:
         """Stop speaking now (barge-in by a key or the customer's voice)."""
 
+    @abc.abstractmethod
     def rate_step(self, delta: int) -> None:
         """Slower (-1) or faster (+1) for the current customer."""
 
+    @abc.abstractmethod
     def volume_step(self, delta: int) -> None:
         """Louder (+1) or softer (-1) for the current customer."""
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Default rate and volume (a new customer)."""
 
@@ -205,8 +208,9 @@ class Kiosk:
         self._speech_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_show: Show | None = None
-        self.idle = asyncio.Event()
         self.speaking = asyncio.Event()
+        self._silent = asyncio.Event()
+        self._silent.set()
 
     # ------------------------------------------------------------------ event input
     def post(self, event: Event) -> None:
@@ -362,6 +366,7 @@ class Kiosk:
             cmd, text = await self._speech.get()
             voice_id, rate = self.packs.voice(self.pack_id)
             self.speaking.set()
+            self._silent.clear()
             try:
                 completed = await self.voice.say(text, voice_id, rate)
             except Exception:  # a broken voice must not stop the kiosk; the screen still shows it
@@ -370,12 +375,14 @@ class Kiosk:
             finally:
                 if self._speech.empty():
                     self.speaking.clear()
+                    self._silent.set()
             self.post(SpeechFinished(cmd.prompt_id, interrupted=not completed))
 
     async def quiet(self) -> None:
         """Wait until everything queued has been spoken."""
-        while not self._speech.empty() or self.speaking.is_set():
-            await asyncio.sleep(0.01)
+        if not self._speech.empty():
+            self._silent.clear()
+        await self._silent.wait()
 
 
 def _describe(event: Event) -> str:
