@@ -54,6 +54,7 @@ from assistant.messages import (
     Key,
     KeyPressed,
     Listen,
+    LivenessResult,
     PaymentDone,
     Say,
     Seconds,
@@ -68,6 +69,7 @@ from assistant.messages import (
     Utterance,
     frozen_map,
 )
+from assistant.noncash import NonCashPayments
 from assistant.prompts import Intent, Prompt
 from assistant.screens import Action, Screen
 
@@ -87,6 +89,7 @@ class State(StrEnum):
     CONFIRM_PAYMENT = "confirm_payment"
     CASH = "cash"
     SETTLING = "settling"
+    LIVENESS = "liveness"
     PAYING = "paying"
     RESULT = "result"
     HELP = "help"
@@ -107,6 +110,7 @@ WAITING_STATES = frozenset(
         State.CASH,
         State.HELP,
         State.RESULT,
+        State.LIVENESS,
     }
 )
 
@@ -149,6 +153,8 @@ class DialogConfig:
     """Face frames with problems before falling back to the account number."""
     max_pay_fen: int = 1_000_000
     """Largest amount accepted at the kiosk in one payment (10 000 元)."""
+    face_only_limit_fen: int = 20_000
+    """Above this, a non-cash payment needs liveness and a read-back of the masked account."""
 
 
 class IntentResult(Protocol):
@@ -204,6 +210,8 @@ class DialogServices:
     customers: CustomerDirectory
     understanding: Understanding | None
     cash: CashPayments | None = None
+    noncash: NonCashPayments | None = None
+    """Quick-pay and e-wallet (None: cash only)."""
     packs: tuple[str, ...] = ("zh-CN",)
     """Locale packs a customer can switch to."""
     hall_phone: str = ""
@@ -231,6 +239,11 @@ class Session:
     resume_state: State | None = None
     pending_method: str = ""
     excess_ok: bool = False
+    by_face: bool = False
+    """Identified by face (non-cash payments need it)."""
+    live: bool = False
+    """Passed the liveness challenge in this session."""
+    readback_done: bool = False
 
 
 class Dialog:
@@ -323,6 +336,9 @@ class Dialog:
             return
         if isinstance(event, PaymentDone):
             await self._on_payment_done(event)
+            return
+        if isinstance(event, LivenessResult):
+            await self._on_liveness(event)
             return
         if isinstance(event, CashEvent):
             await self._on_cash(event)
@@ -531,6 +547,7 @@ class Dialog:
                 return
             self._out.append(DeviceAction("camera", "stop"))
             s.customer = customer
+            s.by_face = True
             await self._load_account(customer.accounts[0])
             return
         if event.outcome is FaceOutcome.UNCERTAIN and event.customer_id is not None:
@@ -778,7 +795,10 @@ class Dialog:
     async def _in_confirm_payment(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         s = self.session
         if intent in (Intent.CONFIRM, "enter"):
-            await self._start_payment(s.pending_method or s.method, s.amount_fen)
+            if s.readback_done and s.payment_id:
+                await self._start_noncash(s.pending_method or s.method, s.amount_fen)
+            else:
+                await self._start_payment(s.pending_method or s.method, s.amount_fen)
         elif intent == Intent.DENY:
             self._present_arrears()
         elif intent == Intent.AMOUNT:
@@ -808,11 +828,79 @@ class Dialog:
             self._enter(State.CASH)
             self._listen(Intent.CANCEL, Intent.CREDIT_EXCESS)
             return
-        # Card and e-wallet need a payment gateway; until one is configured, say so plainly
-        # and offer cash.
-        self._say(Prompt.METHOD_UNAVAILABLE, method=METHOD_PROMPTS[method])
-        s.method = "cash"
-        self._choose_method()
+        await self._start_noncash(method, amount_fen)
+
+    async def _start_noncash(self, method: str, amount_fen: int) -> None:
+        """Quick-pay or e-wallet: face identity, liveness where needed, read-back if large."""
+        s = self.session
+        assert s.account is not None
+        noncash = self.services.noncash
+        if noncash is None or not noncash.available(method):
+            self._say(Prompt.METHOD_UNAVAILABLE, method=METHOD_PROMPTS[method])
+            s.method = "cash"
+            self._choose_method()
+            return
+        if not s.by_face or s.customer is None:
+            self._say(Prompt.NONCASH_NEEDS_FACE)
+            s.method = "cash"
+            self._choose_method()
+            return
+        if method == "card" and not s.customer.card_token:
+            self._say(Prompt.NO_CARD_BOUND)
+            s.method = "cash"
+            self._choose_method()
+            return
+        large = amount_fen > self.config.face_only_limit_fen
+        if (method == "card" or large) and not s.live:
+            direction = secrets.choice(("left", "right"))
+            word = Prompt.LIVENESS_LEFT if direction == "left" else Prompt.LIVENESS_RIGHT
+            self._say(Prompt.LIVENESS_CHALLENGE, direction=word)
+            self._show(Screen.IDENTIFY, guidance=Prompt.LIVENESS_CHALLENGE, direction=word)
+            self._out.append(DeviceAction("camera", "liveness", frozen_map(direction=direction)))
+            self._enter(State.LIVENESS)
+            self._listen(Intent.CANCEL)
+            return
+        if large and not s.readback_done:
+            s.readback_done = True
+            s.pending_method = method
+            self._say(
+                Prompt.CONFIRM_ACCOUNT_PAYMENT,
+                amount=Amount(amount_fen),
+                method=METHOD_PROMPTS[method],
+                account=mask_account(s.account.account_no),
+            )
+            self._show(
+                Screen.CONFIRM,
+                question=Prompt.CONFIRM_ACCOUNT_PAYMENT,
+                amount=Amount(amount_fen),
+                method=METHOD_PROMPTS[method],
+                account=mask_account(s.account.account_no),
+            )
+            self._enter(State.CONFIRM_PAYMENT)
+            self._listen(Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
+            return
+        payer = s.customer.card_token if method == "card" else (s.customer.wallet_no or s.customer.phone)
+        self._say(Prompt.PAYING_NONCASH, amount=Amount(amount_fen), method=METHOD_PROMPTS[method])
+        self._show(Screen.RESULT, paid=Amount(amount_fen), pending=True)
+        self._enter(State.PAYING)
+        spawn = self.services.spawn
+        payment_id, account_no = s.payment_id, s.account.account_no
+        user_id = s.customer.user_id
+        if spawn is not None:
+            spawn(noncash.pay(payment_id, account_no, user_id, method, str(payer), amount_fen))
+
+    async def _on_liveness(self, event: LivenessResult) -> None:
+        s = self.session
+        if self.state is not State.LIVENESS:
+            return
+        self._new_turn()
+        if not event.passed:
+            self._say(Prompt.LIVENESS_FAILED)
+            s.method = "cash"
+            self._choose_method()
+            return
+        s.live = True
+        await self._start_noncash(s.method, s.amount_fen)
 
     def _show_cash(self) -> None:
         s = self.session
@@ -910,6 +998,12 @@ class Dialog:
         account = mask_account(s.account.account_no)
         self._new_turn()
         if not event.ok:
+            if event.problem == Prompt.PAYMENT_DECLINED:
+                # Nothing was charged: say so plainly and offer the other ways, cash first.
+                self._say(Prompt.PAYMENT_DECLINED)
+                s.method = "cash"
+                self._choose_method()
+                return
             # Cancelled or failed: whatever was inserted has been given back, or credited.
             self._say(event.problem or Prompt.CANCELLED)
             if not event.credited_fen:

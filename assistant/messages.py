@@ -84,6 +84,7 @@ class EventKind(StrEnum):
     SPEECH_FINISHED = "speech_finished"
     STAFF = "staff"
     PAYMENT = "payment"
+    LIVENESS = "liveness"
 
 
 class Key(StrEnum):
@@ -245,6 +246,17 @@ class SpeechFinished(Event):
     prompt_id: str
     interrupted: bool = False
     kind: EventKind = field(default=EventKind.SPEECH_FINISHED, init=False)
+
+
+@dataclass(frozen=True)
+class LivenessResult(Event):
+    """The head-turn liveness challenge finished."""
+
+    passed: bool
+    """True when a real, turning head was seen."""
+    reason: str = ""
+    """Why it failed (no movement, wrong direction, face changed...)."""
+    kind: EventKind = field(default=EventKind.LIVENESS, init=False)
 
 
 @dataclass(frozen=True)

@@ -362,3 +362,72 @@ async def test_change_impossible_is_said_before_stacking(services, db) -> None:
     )
     assert t.says()[-1].slots["note"] == Amount(10000)
     assert all(isinstance(c, Say) or True for c in t.steps[-1])
+
+
+@pytest.fixture
+async def card_customer(services, db):
+    """张建国 with a bound quick-pay card as his default method, and the sandbox bank."""
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
+
+    bank = SandboxGateway(db, "card", SandboxConfig(latency_s=0.0))
+    await bank.ensure_schema()
+    token = await SandboxTokenizer(db).tokenize("6222021234567897", "工商银行")
+    uid = await services.customers.link(
+        phone="13800138000", name="张建国", accounts=["3100012345"], default_method="card",
+        card_token=token.token, card_last4=token.last4, issuer=token.issuer,
+    )
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001")
+    return uid
+
+
+async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["liveness_challenge"], do=[("camera", "liveness")],
+                 state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_success", "receipt_spoken", "receipt_printing"], state="result",
+                 do=[("printer", "print")]),
+        ],
+        services.spawner,
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 0
+    challenge = [s for s in t.says() if s.prompt_id == "liveness_challenge"][0]
+    assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
+
+
+async def test_quick_pay_with_a_photo_fails_liveness_and_offers_cash(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer)),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=False, reason="no_motion"), say=["liveness_failed", "choose_method"],
+                 state="choose_method"),
+        ],
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 12345
+
+
+async def test_card_needs_face_not_just_account_number(services, card_customer) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "3100012345"],
+            Step(KeyPressed(Key.ENTER)),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"]),
+            # default method card, but the customer only typed the account number
+            Step(KeyPressed(Key.CONFIRM), say=["noncash_needs_face", "choose_method"], state="choose_method"),
+        ],
+    )
