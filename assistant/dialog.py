@@ -24,12 +24,14 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from assistant.billing import AccountInfo, Billing
 from assistant.customers import Customer, CustomerDirectory, mask_account, mask_name
+from assistant.dialog_enrol import EnrolmentSteps
+from assistant.enrolment import Enrolments
 from assistant.errors import (
     BillingError,
     CashDeviceError,
@@ -41,6 +43,7 @@ from assistant.messages import (
     ActionChosen,
     Amount,
     CancelTimer,
+    CardRead,
     CashEvent,
     CashEventKind,
     Command,
@@ -49,6 +52,7 @@ from assistant.messages import (
     Digits,
     EndSession,
     Event,
+    FaceCaptured,
     FaceOutcome,
     FaceSeen,
     Key,
@@ -72,6 +76,7 @@ from assistant.messages import (
 from assistant.noncash import NonCashPayments
 from assistant.prompts import Intent, Prompt
 from assistant.screens import Action, Screen
+from assistant.staff import StaffDirectory, StaffMember
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,22 @@ class State(StrEnum):
     HELP = "help"
     STILL_THERE = "still_there"
     FAULT = "fault"
+    ENROL_STAFF = "enrol_staff"
+    ENROL_PIN = "enrol_pin"
+    ENROL_CONSENT = "enrol_consent"
+    ENROL_PHONE = "enrol_phone"
+    ENROL_PHONE_CONFIRM = "enrol_phone_confirm"
+    ENROL_ACCOUNT = "enrol_account"
+    ENROL_ACCOUNT_CONFIRM = "enrol_account_confirm"
+    ENROL_MORE = "enrol_more"
+    ENROL_FACE = "enrol_face"
+    ENROL_CARD_OFFER = "enrol_card_offer"
+    ENROL_CARD_SCAN = "enrol_card_scan"
+    ENROL_CARD_CONFIRM = "enrol_card_confirm"
+    ENROL_METHOD = "enrol_method"
+
+
+ENROL_STATES = frozenset(s for s in State if s.value.startswith("enrol_"))
 
 
 # States in which the customer is expected to act, so the idle timer runs.
@@ -111,6 +132,7 @@ WAITING_STATES = frozenset(
         State.HELP,
         State.RESULT,
         State.LIVENESS,
+        *ENROL_STATES,
     }
 )
 
@@ -209,6 +231,10 @@ class DialogServices:
     billing: Billing
     customers: CustomerDirectory
     understanding: Understanding | None
+    staff: StaffDirectory | None = None
+    """Staff verification (None: no staff functions)."""
+    enrolments: Enrolments | None = None
+    """Enrolment data side (None: enrolment unavailable)."""
     cash: CashPayments | None = None
     noncash: NonCashPayments | None = None
     """Quick-pay and e-wallet (None: cash only)."""
@@ -239,6 +265,12 @@ class Session:
     resume_state: State | None = None
     pending_method: str = ""
     excess_ok: bool = False
+    staff_member: StaffMember | None = None
+    pending_digits: str = ""
+    card_scans: int = 0
+    resume_said: list[Say] = field(default_factory=list)
+    resume_show: Show | None = None
+    resume_listen: tuple[str, ...] = ()
     by_face: bool = False
     """Identified by face (non-cash payments need it)."""
     live: bool = False
@@ -246,7 +278,7 @@ class Session:
     readback_done: bool = False
 
 
-class Dialog:
+class Dialog(EnrolmentSteps):
     """The state machine.
 
     Args:
@@ -320,6 +352,14 @@ class Dialog:
         else:
             self._cancel_timer(IDLE_TIMER)
 
+    def _suspend(self) -> None:
+        """Remember where the customer is, to come back after a warning or a staff call."""
+        s = self.session
+        s.resume_state = self.state
+        s.resume_said = list(self.last_said)
+        s.resume_show = self.last_show
+        s.resume_listen = self.listening
+
     def _touch(self) -> None:
         """The customer acted: restart the idle timer without changing the screen."""
         if self.state in WAITING_STATES and self.state is not State.RESULT:
@@ -333,6 +373,14 @@ class Dialog:
             await self._on_timeout(event)
             return
         if isinstance(event, StaffCommand):
+            if event.command == "start_enrolment" and self.state is State.IDLE:
+                await self._start_enrolment()
+            return
+        if isinstance(event, CardRead):
+            await self._on_card_read(event)
+            return
+        if isinstance(event, FaceCaptured) or (isinstance(event, FaceSeen) and self.state in ENROL_STATES):
+            await self._enrol_face_event(event)
             return
         if isinstance(event, PaymentDone):
             await self._on_payment_done(event)
@@ -392,7 +440,7 @@ class Dialog:
                 return Intent.PAY, {"method": METHOD_ACTIONS[action]}, 1.0
             mapping: dict[Action, tuple[str, dict[str, Any]]] = {
                 Action.PAY_BILL: ("start", {}),
-                Action.SERVICES: ("start", {}),
+                Action.SERVICES: ("services", {}),
                 Action.CALL_STAFF: (Intent.HELP, {}),
                 Action.LANGUAGE: (Intent.CHOOSE_LANGUAGE, {"pack": event.value}),
                 Action.REPEAT: (Intent.REPEAT, {}),
@@ -457,7 +505,8 @@ class Dialog:
                 self._out.extend(self.last_said)
             return True
         if intent == Intent.HELP and self.state not in (State.HELP, State.IDLE):
-            s.resume_state = self.state if self.state is not State.STILL_THERE else s.resume_state
+            if self.state is not State.STILL_THERE:
+                self._suspend()
             self._call_staff()
             return True
         if intent == Intent.HELP and self.state is State.IDLE:
@@ -465,6 +514,9 @@ class Dialog:
             return True
         if self.state is State.STILL_THERE:
             await self._still_there_answer(intent)
+            return True
+        if intent == Intent.CANCEL and self.state in ENROL_STATES:
+            self._cancel_enrolment()
             return True
         if intent == Intent.CANCEL and self.state in (
             State.IDENTIFYING,
@@ -1051,6 +1103,9 @@ class Dialog:
             await self._resume(resume)
 
     async def _in_idle(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        if intent == Intent.START_ENROLMENT or intent == "services":
+            await self._start_enrolment()
+            return
         if intent in ("start", Intent.PAY, Intent.CONFIRM, "enter"):
             await self._begin_session()
         elif intent == "digit":
@@ -1067,7 +1122,7 @@ class Dialog:
             self._end_session()
             return
         if event.timer == IDLE_TIMER and self.state in WAITING_STATES:
-            s.resume_state = self.state
+            self._suspend()
             s.warned = True
             self.state = State.STILL_THERE
             self._new_turn()
@@ -1082,6 +1137,9 @@ class Dialog:
             self._say(Prompt.TIMED_OUT)
             if s.resume_state is State.CASH and self.services.cash is not None:
                 await self._give_back_cash()
+                return
+            if s.resume_state in ENROL_STATES:
+                self._cancel_enrolment()
                 return
             self._end_session()
 
@@ -1103,6 +1161,9 @@ class Dialog:
             self._say(Prompt.MORE_TIME_GRANTED, remember=False)
             await self._resume(resume)
         elif intent == Intent.CANCEL:
+            if s.resume_state in ENROL_STATES:
+                self._cancel_enrolment()
+                return
             self._new_turn()
             self._say(Prompt.CANCELLED)
             if s.resume_state is State.CASH and self.services.cash is not None:
@@ -1111,24 +1172,27 @@ class Dialog:
             self._end_session()
 
     async def _resume(self, state: State) -> None:
-        """Go back to a waiting state, showing and saying its screen again."""
+        """Go back to where the customer was: the same screen, prompt and expectations."""
         s = self.session
         s.resume_state = None
         if state is State.CASH:
+            # The amounts may have changed while the warning was up.
             self._say(Prompt.CASH_INSERT, due=Amount(max(0, s.amount_fen - s.inserted_fen)))
             self._show_cash()
             self._enter(State.CASH)
             self._listen(Intent.CANCEL, Intent.CREDIT_EXCESS)
-        elif state in (State.ARREARS, State.CONFIRM_PAYMENT, State.CHOOSE_METHOD) and s.account:
-            self._present_arrears()
-        elif state in (State.ACCOUNT_ENTRY, State.CONFIRM_ACCOUNT, State.CONFIRM_FACE):
-            self._ask_account(Prompt.ASK_ACCOUNT)
-        elif state is State.IDENTIFYING:
-            await self._begin_session()
-        elif state is State.RESULT:
+            return
+        if state is State.IDLE or s.resume_show is None:
             self._end_session()
-        else:
-            self._end_session()
+            return
+        self._out.append(s.resume_show)
+        self.last_show = s.resume_show
+        for said in s.resume_said:
+            self._out.append(said)
+            self.last_said.append(said)
+        self._enter(state)
+        self.listening = s.resume_listen
+        self._out.append(Listen(s.resume_listen))
 
     # ------------------------------------------------------------------ errors
     async def _on_error(self, exc: KioskError) -> None:

@@ -47,6 +47,17 @@ class Masked:
 
 
 @dataclass(frozen=True)
+class SecretDigits:
+    """Digits the customer must hear and see in full (a card number read-back) but that
+    are never written to a log or transcript: those show only the last four."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"SecretDigits(****{self.text[-4:]})"
+
+
+@dataclass(frozen=True)
 class Count:
     """A plain integer count (e.g. number of notes), spoken as a number."""
 
@@ -246,6 +257,15 @@ class SpeechFinished(Event):
     prompt_id: str
     interrupted: bool = False
     kind: EventKind = field(default=EventKind.SPEECH_FINISHED, init=False)
+
+
+@dataclass(frozen=True)
+class FaceCaptured(Event):
+    """During enrolment, one more good frame of the customer's face was kept."""
+
+    frames: int
+    """How many good frames are kept so far."""
+    kind: EventKind = field(default=EventKind.FACE, init=False)
 
 
 @dataclass(frozen=True)
