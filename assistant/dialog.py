@@ -473,7 +473,6 @@ class Dialog(EnrolmentSteps):
 
     # ------------------------------------------------------------------ what works everywhere
     async def _common(self, intent: str, slots: dict[str, Any], event: Event) -> bool:
-        s = self.session
         if intent == Intent.REPEAT:
             self._touch()
             if self.last_show is not None:
