@@ -63,6 +63,7 @@ from assistant.messages import (
     Say,
     Seconds,
     SessionStart,
+    SetTextSize,
     SetVoice,
     Show,
     SpeechFinished,
@@ -99,6 +100,7 @@ class State(StrEnum):
     RESULT = "result"
     HELP = "help"
     STILL_THERE = "still_there"
+    SETTINGS = "settings"
     FAULT = "fault"
     ENROL_STAFF = "enrol_staff"
     ENROL_PIN = "enrol_pin"
@@ -132,6 +134,7 @@ WAITING_STATES = frozenset(
         State.HELP,
         State.RESULT,
         State.LIVENESS,
+        State.SETTINGS,
         *ENROL_STATES,
     }
 )
@@ -148,6 +151,16 @@ FACE_GUIDANCE = {
     FaceOutcome.TOO_SMALL: Prompt.FACE_TOO_SMALL,
     FaceOutcome.NOT_FRONTAL: Prompt.FACE_NOT_FRONTAL,
     FaceOutcome.BLURRY: Prompt.FACE_BLURRY,
+}
+
+# Voice and text adjustments: intent -> (setting, step, acknowledgement).
+ADJUSTMENTS: dict[str, tuple[str, int, str]] = {
+    Intent.SLOWER: ("rate", -1, Prompt.SLOWER_ACK),
+    "faster": ("rate", +1, Prompt.FASTER_ACK),
+    Intent.LOUDER: ("volume", +1, Prompt.LOUDER_ACK),
+    "softer": ("volume", -1, Prompt.SOFTER_ACK),
+    "text_bigger": ("text", +1, Prompt.TEXT_BIGGER_ACK),
+    "text_smaller": ("text", -1, Prompt.TEXT_SMALLER_ACK),
 }
 
 IDLE_TIMER = "idle"
@@ -175,6 +188,16 @@ class DialogConfig:
     """Face frames with problems before falling back to the account number."""
     max_pay_fen: int = 1_000_000
     """Largest amount accepted at the kiosk in one payment (10 000 元)."""
+    slowest_step: int = -2
+    """How many steps slower than the pack's rate a customer can ask for."""
+    fastest_step: int = 1
+    """How many steps faster."""
+    loudest_step: int = 3
+    """How many steps louder than the default volume."""
+    softest_step: int = -1
+    """How many steps softer."""
+    text_scales: tuple[float, ...] = (1.0, 1.25, 1.5)
+    """Text sizes a customer can choose, default first."""
     face_only_limit_fen: int = 20_000
     """Above this, a non-cash payment needs liveness and a read-back of the masked account."""
 
@@ -271,6 +294,9 @@ class Session:
     resume_said: list[Say] = field(default_factory=list)
     resume_show: Show | None = None
     resume_listen: tuple[str, ...] = ()
+    rate_step: int = 0
+    volume_step: int = 0
+    text_index: int = 0
     by_face: bool = False
     """Identified by face (non-cash payments need it)."""
     live: bool = False
@@ -445,7 +471,12 @@ class Dialog(EnrolmentSteps):
                 Action.LANGUAGE: (Intent.CHOOSE_LANGUAGE, {"pack": event.value}),
                 Action.REPEAT: (Intent.REPEAT, {}),
                 Action.SLOWER: (Intent.SLOWER, {}),
+                Action.FASTER: ("faster", {}),
                 Action.LOUDER: (Intent.LOUDER, {}),
+                Action.SOFTER: ("softer", {}),
+                Action.TEXT_BIGGER: ("text_bigger", {}),
+                Action.TEXT_SMALLER: ("text_smaller", {}),
+                Action.SETTINGS: ("settings", {}),
                 Action.CANCEL: (Intent.CANCEL, {}),
                 Action.ONE_KEY_PAY: (Intent.CONFIRM, {}),
                 Action.CONFIRM: (Intent.CONFIRM, {}),
@@ -479,18 +510,19 @@ class Dialog(EnrolmentSteps):
                 self._out.append(self.last_show)
             self._out.extend(self.last_said)
             return True
-        if intent == Intent.SLOWER:
+        if intent in ADJUSTMENTS:
             self._touch()
-            self._out.append(SetVoice(rate_step=-1))
-            # Say the current step again, now slower.
-            self._say(Prompt.SLOWER_ACK, remember=False)
-            self._out.extend(self.last_said)
+            self._adjust(intent)
+            if self.state is not State.SETTINGS:
+                # Say the current step again, now slower / louder.
+                self._out.extend(self.last_said)
+            else:
+                self._show_settings()
             return True
-        if intent == Intent.LOUDER:
-            self._touch()
-            self._out.append(SetVoice(volume_step=+1))
-            self._say(Prompt.LOUDER_ACK, remember=False)
-            self._out.extend(self.last_said)
+        if intent == "settings" and self.state is not State.SETTINGS:
+            if self.state is not State.IDLE:
+                self._suspend()
+            self._show_settings(intro=True)
             return True
         if intent == Intent.CHOOSE_LANGUAGE:
             pack = str(slots.get("pack", ""))
@@ -533,6 +565,55 @@ class Dialog(EnrolmentSteps):
             self._end_session()
             return True
         return False
+
+    # ------------------------------------------------------------------ settings
+    def _adjust(self, intent: str) -> None:
+        """One step of speech rate, volume or text size, within the configured limits."""
+        s, c = self.session, self.config
+        setting, step, ack = ADJUSTMENTS[intent]
+        if setting == "rate":
+            new = s.rate_step + step
+            ok = c.slowest_step <= new <= c.fastest_step
+            if ok:
+                s.rate_step = new
+                self._out.append(SetVoice(rate_step=step))
+        elif setting == "volume":
+            new = s.volume_step + step
+            ok = c.softest_step <= new <= c.loudest_step
+            if ok:
+                s.volume_step = new
+                self._out.append(SetVoice(volume_step=step))
+        else:
+            new = s.text_index + step
+            ok = 0 <= new < len(c.text_scales)
+            if ok:
+                s.text_index = new
+                self._out.append(SetTextSize(c.text_scales[new]))
+        self._say(ack if ok else Prompt.SETTING_LIMIT, remember=False)
+
+    def _show_settings(self, intro: bool = False) -> None:
+        s = self.session
+        if intro:
+            self._new_turn()
+            self._say(Prompt.SETTINGS_INTRO)
+        self._show(
+            Screen.SETTINGS,
+            text_size=Count(round(self.config.text_scales[s.text_index] * 100)),
+            rate=Count(s.rate_step),
+            volume=Count(s.volume_step),
+        )
+        if self.state is not State.SETTINGS:
+            self._enter(State.SETTINGS)
+            self._listen(Intent.SLOWER, Intent.LOUDER, Intent.CONFIRM, Intent.CANCEL)
+
+    async def _in_settings(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        if intent in (Intent.CONFIRM, Intent.CANCEL, "enter"):
+            resume = self.session.resume_state
+            self._new_turn()
+            if resume is None:
+                self._to_idle()
+            else:
+                await self._resume(resume)
 
     # ------------------------------------------------------------------ session start / end
     def _to_idle(self, greet: bool = True) -> None:

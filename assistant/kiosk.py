@@ -28,6 +28,7 @@ from assistant.messages import (
     Event,
     Listen,
     Say,
+    SetTextSize,
     SetVoice,
     Show,
     SpeechFinished,
@@ -280,6 +281,10 @@ class Kiosk:
                 captions.append(self._say(cmd))
             elif isinstance(cmd, Show):
                 pending_show = cmd
+            elif isinstance(cmd, SetTextSize):
+                self.text_scale = cmd.scale
+                if pending_show is None:
+                    pending_show = self._last_show
             elif isinstance(cmd, SetVoice):
                 await self._set_voice(cmd)
                 # A language switch redraws the screen in the new language.

@@ -325,6 +325,7 @@ class CommandKind(StrEnum):
     CANCEL_TIMER = "cancel_timer"
     DEVICE = "device"
     SET_VOICE = "set_voice"
+    SET_TEXT_SIZE = "set_text_size"
     END_SESSION = "end_session"
 
 
@@ -415,6 +416,15 @@ class SetVoice(Command):
     reset: bool = False
     """Back to the defaults (a new customer)."""
     kind: CommandKind = field(default=CommandKind.SET_VOICE, init=False)
+
+
+@dataclass(frozen=True)
+class SetTextSize(Command):
+    """Change the text size for the current customer."""
+
+    scale: float
+    """1.0 is the default; the largest is 1.5."""
+    kind: CommandKind = field(default=CommandKind.SET_TEXT_SIZE, init=False)
 
 
 @dataclass(frozen=True)

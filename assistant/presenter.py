@@ -74,6 +74,7 @@ TITLES: dict[Screen, Label] = {
     Screen.HELP: Label.TITLE_HELP,
     Screen.FAULT: Label.TITLE_FAULT,
     Screen.STILL_THERE: Label.TITLE_STILL_THERE,
+    Screen.SETTINGS: Label.TITLE_SETTINGS,
 }
 
 # Field name -> the heading shown beside it.
@@ -92,6 +93,9 @@ FIELD_LABELS: dict[str, Label] = {
     "hall_phone": Label.HDR_HALL_PHONE,
     "change_available": Label.HDR_CHANGE_AVAILABLE,
     "amount": Label.HDR_PAID,
+    "text_size": Label.HDR_TEXT_SIZE,
+    "rate": Label.HDR_RATE,
+    "volume": Label.HDR_VOLUME,
 }
 
 # Buttons per screen: (action, label, primary). The repeat and language buttons are
@@ -101,6 +105,7 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.PAY_BILL, Label.BTN_PAY_BILL, True),
         (Action.SERVICES, Label.BTN_SERVICES, False),
         (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
+        (Action.SETTINGS, Label.BTN_SETTINGS, False),
     ),
     Screen.IDENTIFY: (
         (Action.ENTER, Label.BTN_ACCOUNT, True),
@@ -133,6 +138,15 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     Screen.RESULT: ((Action.DONE, Label.BTN_DONE, True),),
+    Screen.SETTINGS: (
+        (Action.DONE, Label.BTN_DONE, True),
+        (Action.TEXT_BIGGER, Label.BTN_TEXT_BIGGER, False),
+        (Action.TEXT_SMALLER, Label.BTN_TEXT_SMALLER, False),
+        (Action.SLOWER, Label.BTN_SLOWER, False),
+        (Action.FASTER, Label.BTN_FASTER, False),
+        (Action.LOUDER, Label.BTN_LOUDER, False),
+        (Action.SOFTER, Label.BTN_SOFTER, False),
+    ),
     Screen.HELP: ((Action.CANCEL, Label.BTN_BACK, True),),
     Screen.FAULT: ((Action.CALL_STAFF, Label.BTN_CALL_STAFF, True),),
     Screen.STILL_THERE: (

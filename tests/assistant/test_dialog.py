@@ -431,3 +431,28 @@ async def test_card_needs_face_not_just_account_number(services, card_customer) 
             Step(KeyPressed(Key.CONFIRM), say=["noncash_needs_face", "choose_method"], state="choose_method"),
         ],
     )
+
+
+async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
+    from assistant.messages import SetTextSize
+
+    dialog = Dialog(services, DialogConfig(slowest_step=-1))
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(ActionChosen("settings"), say=["settings_intro"], show="settings", state="settings"),
+            Step(ActionChosen("text_bigger"), say=["text_bigger_ack"], show="settings"),
+            Step(ActionChosen("slower"), say=["slower_ack"]),
+            Step(ActionChosen("slower"), say=["setting_limit"]),  # limited to one step here
+            Step(ActionChosen("louder"), say=["louder_ack"]),
+            Step(ActionChosen("done"), say=["greeting_named", "arrears"], show="identified", state="arrears"),
+        ],
+    )
+    cmds = [c for s in t.steps for c in s]
+    assert SetTextSize(1.25) in cmds
+    assert [c for c in cmds if isinstance(c, SetVoice) and c.rate_step] == [SetVoice(rate_step=-1)]
+    # A new customer starts from the defaults again.
+    await run_dialog(dialog, [Step(ActionChosen("cancel"), state="idle")], start=False)
+    assert dialog.session.rate_step == 0 and dialog.session.text_index == 0
