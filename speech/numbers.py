@@ -347,9 +347,19 @@ def parse_money(text: str, style: NumberStyle) -> int:
     t = _prepare(text, style)
     if not t:
         raise NotAnAmount(f"{text!r}: no amount")
-    for word in style.approximate:
-        if word and word in t:
-            raise AmbiguousAmount(f"{text!r} is approximate ({word})")
+    rest = t
+    found = ""
+    for word in sorted(style.approximate, key=len, reverse=True):
+        if word and word in rest:
+            found = found or word
+            rest = rest.replace(word, "")
+    if found:
+        # only an amount that is approximate is ambiguous; other text is not an amount
+        numerals = set(style.digits) | set(style.places) | set("0123456789")
+        alphabet = numerals | set("".join((*style.yuan, *style.jiao, *style.fen, style.half))) | set(_CURRENCY_SIGNS + ".")
+        if rest and all(ch in alphabet for ch in rest) and any(ch in numerals for ch in rest):
+            raise AmbiguousAmount(f"{text!r} is approximate ({found})")
+        raise NotAnAmount(f"{text!r}: not an amount")
     decimal = _parse_arabic_decimal(t, style)
     if decimal is not None:
         return decimal
