@@ -190,6 +190,8 @@ def line_of(node: Any, key: Any = None, default: int = 0) -> int:
     if key is not None:
         if isinstance(node, LDict) and key in node.key_lines:
             value = node.get(key)
+            if isinstance(value, dict | list):
+                return node.key_lines[key]  # a block: point at its key, not its first entry
             return getattr(value, "line", None) or node.key_lines[key]
         if isinstance(node, LList) and isinstance(key, int) and key < len(node.item_lines):
             return node.item_lines[key]
@@ -343,6 +345,7 @@ def read_pack_files(folder: Path, problems: list[Problem]) -> PackFiles | None:
         s.string(meta, key, PACK_FILE)
     if "rate" in meta and (not isinstance(meta["rate"], int) or isinstance(meta["rate"], bool) or not 60 <= meta["rate"] <= 400):
         s.add(line_of(meta, "rate"), f"rate must be a whole number of words per minute between 60 and 400, not {meta['rate']!r}", "write e.g. 'rate: 150'")
+        meta.pop("rate")  # reported; do not let it break building the pack
     if "numbers" in meta:
         s.mapping(meta["numbers"], "numbers", _NUMBER_KEYS)
     if "extends" not in meta or meta.get("extends") is None:

@@ -208,8 +208,10 @@ def check_packs(
             continue
         parent = packs.get(pack.extends) if pack.extends else None
         reference = parent if parent is not None else (packs.get(default) if pack_id != default else None)
-        problems += _check_intents(pack, used)
-        problems += _check_tests(pack, used, packs)
+        intent_problems = _check_intents(pack, used)
+        problems += intent_problems
+        if not any(p.rule == "template" for p in intent_problems) and not _broken_base(pack, packs, used):
+            problems += _check_tests(pack, used, packs)
         problems += _check_prompts(pack, used, parent, reference)
         problems += _check_numbers(pack)
         if glyphs is not None and font is not None:
@@ -217,6 +219,16 @@ def check_packs(
         if vocabulary is not None:
             problems += _check_vocabulary(pack, vocabulary)
     return problems
+
+
+def _broken_base(pack: LocalePack, packs: Mapping[str, LocalePack], used: UsedIds) -> bool:
+    """True when a base pack's templates cannot be read (its own check reports them)."""
+    base = packs.get(pack.extends) if pack.extends else None
+    while base is not None:
+        if any(p.rule == "template" for p in _check_intents(base, used)):
+            return True
+        base = packs.get(base.extends) if base.extends else None
+    return False
 
 
 def _own(pack: LocalePack) -> Any:
