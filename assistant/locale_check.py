@@ -20,6 +20,8 @@ the line and what to do. Rules (the ``rule`` field of each problem):
     every character of every prompt and label can be drawn by the UI font.
 ``vocabulary``
     with a speech model's vocabulary, every grammar word is known to it.
+``voice``
+    the pack's voice is one espeak-ng has (when espeak-ng is installed).
 ``numbers`` ``list-values``
     the pack's number words read back what they say; ``pack`` list values name packs.
 """
@@ -214,6 +216,7 @@ def check_packs(
             problems += _check_tests(pack, used, packs)
         problems += _check_prompts(pack, used, parent, reference)
         problems += _check_numbers(pack)
+        problems += _check_voice(pack)
         if glyphs is not None and font is not None:
             problems += _check_font(pack, glyphs, font)
         if vocabulary is not None:
@@ -445,6 +448,42 @@ def _check_numbers(pack: LocalePack) -> list[Problem]:
     if bad:
         return [Problem(own.path / PACK_FILE, meta_line, "the number words do not read back: " + "; ".join(bad[:3]), "check that unit words, digits and filler words do not overlap", "numbers")]
     return []
+
+
+def espeak_voices() -> set[str] | None:
+    """Voice ids espeak-ng offers (``sit/yue``...), lower-cased; None without espeak-ng."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    try:
+        listing = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    voices = set()
+    for line in listing.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5:
+            voices.add(parts[4].lower())
+            voices.add(parts[1].lower())
+    return voices
+
+
+_VOICES: list[set[str] | None] = []
+
+
+def _check_voice(pack: LocalePack) -> list[Problem]:
+    if not _VOICES:
+        _VOICES.append(espeak_voices())
+    voices = _VOICES[0]
+    if voices is None or pack.voice.lower() in voices:
+        return []
+    owner = next((f for f in reversed(pack.files_chain) if f.meta.get("voice")), _own(pack))
+    return [
+        Problem(owner.path / PACK_FILE, line_of(owner.meta, "voice", 1), f"espeak-ng has no voice '{pack.voice}'", "use a voice id from 'espeak-ng --voices' (e.g. sit/cmn-latn-pinyin for Mandarin, sit/yue for Cantonese)", "voice")
+    ]
 
 
 # ===================================================================== font

@@ -284,7 +284,11 @@ def normalise_for_tts(text: str, style: NumberStyle) -> str:
     yuan_words = "|".join(re.escape(w) for w in sorted(style.yuan, key=len, reverse=True))
 
     def money(m: re.Match[str]) -> str:
-        return money_words(_decimal_to_fen(m.group("n")), style) if m.group("n") else m.group(0)
+        try:
+            return money_words(_decimal_to_fen(m.group("n")), style)
+        except (NotAnAmount, ValueError):
+            # not a sum of money (three decimals): say the number, keep the rest
+            return _plain_number(m.group("n"), style) + m.group(0)[m.end("n") - m.start() :]
 
     text = re.sub(rf"[{_CURRENCY_SIGNS}]\s*(?P<n>{_NUMBER})", money, text)
     text = re.sub(rf"(?P<n>{_NUMBER})\s*(?:{yuan_words})", money, text)

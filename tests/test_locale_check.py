@@ -226,3 +226,14 @@ def test_grammar_words_outside_the_vocabulary() -> None:
     f = LOCALES / "zh-CN-sichuan" / "intents" / "Help.yaml"
     assert {(p.file, p.line, p.rule) for p in problems} == {(f, line_with(f, "不晓得"), "vocabulary")}
     assert "'晓'" in problems[0].message
+
+
+def test_voice_must_exist(locales: Path) -> None:
+    import shutil as sh
+
+    if sh.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    f = locales / "yue" / "pack.yaml"
+    edit(f, "voice: sit/yue", "voice: sit/cantonese")
+    p = only(check(locales, "yue"), "voice")
+    assert (p.file, p.line) == (f, line_with(f, "voice:"))
