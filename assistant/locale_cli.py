@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Config
-from assistant.errors import MissingPackageError
+from assistant.errors import MissingPackageError, SpokenNumberError
 from assistant.locale import PACK_FILE, LocalePack, Problem, load_packs, pid_file
 from assistant.messages import Amount, Count, Digits, Seconds
 from assistant.prompts import Label, Prompt
@@ -37,14 +37,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("new", help="create a skeleton pack that extends another")
     p.add_argument("pack", help="new pack id, e.g. zh-CN-dongbei or yue-HK")
     p.add_argument("--extends", default="zh-CN", help="base pack (default: zh-CN)")
-    p.add_argument("--name", help="display name, e.g. 东北话 (default: the id)")
+    p.add_argument("--name", help="display name in the dialect itself (default: the id)")
     p.add_argument("--language", help="language code (default: the base pack's)")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("say", help="speak a prompt with the pack's voice")
     p.add_argument("pack", help="pack id")
     p.add_argument("prompt", help="prompt or label id, e.g. arrears")
-    p.add_argument("--slot", action="append", default=[], metavar="NAME=VALUE", help="slot value (¥12.50 or 12.50元 = amount, digits = digit string, else text)")
+    p.add_argument("--slot", action="append", default=[], metavar="NAME=VALUE", help="slot value: an amount (with the currency sign or a money word), a digit string, or text")
     p.add_argument("--out", help="WAV file to write (default: var/say/<pack>-<prompt>.wav)")
     p.add_argument("--no-play", action="store_true", help="only write the WAV file")
     p.set_defaults(func=cmd_say)
@@ -195,18 +195,19 @@ def example_slots(pack: LocalePack, prompt_id: str) -> dict[str, Any]:
     return slots
 
 
-def parse_slot(text: str) -> tuple[str, Any]:
-    """``amount=¥12.50`` / ``amount=12.5元`` -> Amount; ``account=0012`` -> Digits; else text."""
+def parse_slot(text: str, pack: LocalePack) -> tuple[str, Any]:
+    """``amount=¥12.50`` (or the amount in the pack's words) -> Amount; ``account=0012`` -> Digits; else text."""
+    from speech.numbers import parse_money
+
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise SystemExit(f"--slot needs NAME=VALUE, got {text!r}")
-    m = re.fullmatch(r"[¥￥]?(\d+)(?:\.(\d{1,2}))?(元|块)?", value)
-    if m and (value[:1] in "¥￥" or m.group(2) is not None or m.group(3)):
-        fen = int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
-        return name, Amount(fen)
     if re.fullmatch(r"[\d*]+", value):
         return name, Digits(value)
-    return name, value
+    try:
+        return name, Amount(parse_money(value, pack.number_style))
+    except SpokenNumberError:
+        return name, value
 
 
 def cmd_say(args: argparse.Namespace, config: Config) -> int:
@@ -217,7 +218,7 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
         return 1
     pack = packs[args.pack]
     slots = example_slots(pack, args.prompt)
-    slots.update(dict(parse_slot(s) for s in args.slot))
+    slots.update(dict(parse_slot(s, pack) for s in args.slot))
     rendered = pack.render(args.prompt, slots)
     out = Path(args.out) if args.out else config.data_dir / "say" / f"{pack.id}-{args.prompt}.wav"
     out.parent.mkdir(parents=True, exist_ok=True)
