@@ -23,10 +23,10 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from assistant.billing import AccountInfo, Billing
 from assistant.customers import Customer, CustomerDirectory, mask_account, mask_name
@@ -74,6 +74,7 @@ from assistant.messages import (
     Utterance,
     frozen_map,
 )
+from assistant.nlu import Understanding
 from assistant.noncash import NonCashPayments
 from assistant.prompts import Intent, Prompt
 from assistant.screens import Action, Screen
@@ -111,7 +112,6 @@ class State(StrEnum):
     ENROL_ACCOUNT_CONFIRM = "enrol_account_confirm"
     ENROL_MORE = "enrol_more"
     ENROL_FACE = "enrol_face"
-    ENROL_CARD_OFFER = "enrol_card_offer"
     ENROL_CARD_SCAN = "enrol_card_scan"
     ENROL_CARD_CONFIRM = "enrol_card_confirm"
     ENROL_METHOD = "enrol_method"
@@ -202,26 +202,6 @@ class DialogConfig:
     """Above this, a non-cash payment needs liveness and a read-back of the masked account."""
 
 
-class IntentResult(Protocol):
-    """What the understanding step returns (see ``assistant.nlu``)."""
-
-    intent: str
-    slots: Mapping[str, Any]
-    score: float
-
-
-class Understanding(abc.ABC):
-    """Turns a transcript into an intent, restricted to what the current state expects."""
-
-    @abc.abstractmethod
-    def match(self, text: str, expected: Iterable[str]) -> IntentResult | None:
-        """The best intent among ``expected`` for ``text``, or None.
-
-        May raise a :class:`KioskError` (e.g. an ambiguous amount) that the dialog
-        turns into a re-ask.
-        """
-
-
 class CashPayments(abc.ABC):
     """The cash payment service as the dialog uses it (see ``assistant.cash_payment``)."""
 
@@ -294,6 +274,8 @@ class Session:
     resume_said: list[Say] = field(default_factory=list)
     resume_show: Show | None = None
     resume_listen: tuple[str, ...] = ()
+    pack: str | None = None
+    """Locale pack this customer chose (None: the kiosk's default)."""
     rate_step: int = 0
     volume_step: int = 0
     text_index: int = 0
@@ -496,7 +478,7 @@ class Dialog(EnrolmentSteps):
             if nlu is None or not event.text.strip():
                 return None, {}, 0.0
             expected = self.listening or COMMON_INTENTS
-            result = nlu.match(event.text, expected)
+            result = nlu.match(event.text, expected, self.session.pack)
             if result is None:
                 return None, {}, event.confidence
             return str(result.intent), dict(result.slots), min(event.confidence, result.score)
@@ -528,6 +510,7 @@ class Dialog(EnrolmentSteps):
             pack = str(slots.get("pack", ""))
             if pack and pack in self.services.packs:
                 self._touch()
+                self.session.pack = pack
                 self._out.append(SetVoice(pack=pack))
                 self._say(Prompt.LANGUAGE_SWITCHED, remember=False)
                 # Show and say the current step again, now in the chosen language.

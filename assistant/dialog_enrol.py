@@ -25,7 +25,6 @@ from assistant.messages import (
     FaceSeen,
     SecretDigits,
 )
-from assistant.prompts import EnrolPrompt as E
 from assistant.prompts import Intent, Prompt
 from assistant.screens import Screen
 from assistant.staff import StaffLocked, StaffVerificationFailed
@@ -33,7 +32,6 @@ from assistant.staff import StaffLocked, StaffVerificationFailed
 if TYPE_CHECKING:
     from assistant.dialog import Dialog
 
-CONSENT_RETENTION_YEARS = 3
 PHONE_DIGITS = 11
 MAX_CARD_SCANS = 3
 
@@ -53,8 +51,8 @@ class EnrolmentSteps:
         s.digits = ""
         s.staff_member = None
         self._new_turn()
-        self._say(E.STAFF_VERIFY)
-        self._show(Screen.ENROL_STAFF, step=E.STAFF_VERIFY, digits=Digits(""))
+        self._say(Prompt.STAFF_VERIFY)
+        self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_VERIFY, digits=Digits(""))
         self._out.append(DeviceAction("camera", "identify", _args(purpose="staff")))
         self._enter(State.ENROL_STAFF)
         self._listen(Intent.CANCEL)
@@ -92,8 +90,8 @@ class EnrolmentSteps:
         s.digits = ""
         self._new_turn()
         name = mask_name(s.staff_member.name) if s.staff_member else mask_name("")
-        self._say(E.STAFF_PIN, name=name)
-        self._show(Screen.ENROL_STAFF, step=E.STAFF_PIN, digits=Digits(""), secret=True)
+        self._say(Prompt.STAFF_PIN, name=name)
+        self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
         self._enter(State.ENROL_PIN)
         self._listen(Intent.CANCEL)
 
@@ -111,11 +109,11 @@ class EnrolmentSteps:
             if len(s.digits) < 12:
                 s.digits += str(slots["digit"])
             self._touch()
-            self._show(Screen.ENROL_STAFF, step=E.STAFF_PIN, digits=Digits("*" * len(s.digits)), secret=True)
+            self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits("*" * len(s.digits)), secret=True)
             return
         if intent == "clear":
             s.digits = ""
-            self._show(Screen.ENROL_STAFF, step=E.STAFF_PIN, digits=Digits(""), secret=True)
+            self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
             return
         if intent in ("enter", Intent.CONFIRM):
             assert self.services.staff is not None and self.services.enrolments is not None
@@ -124,19 +122,19 @@ class EnrolmentSteps:
                 member = await self.services.staff.verify(s.staff_member, pin, purpose="enrolment")
             except StaffLocked:
                 self._new_turn()
-                self._say(E.STAFF_LOCKED)
+                self._say(Prompt.STAFF_LOCKED)
                 self._end_session()
                 return
             except StaffVerificationFailed:
                 self._new_turn()
-                self._say(E.STAFF_VERIFY_FAILED)
-                self._say(E.STAFF_PIN, name=mask_name(s.staff_member.name if s.staff_member else ""))
-                self._show(Screen.ENROL_STAFF, step=E.STAFF_PIN, digits=Digits(""), secret=True)
+                self._say(Prompt.STAFF_REFUSED)
+                self._say(Prompt.STAFF_PIN, name=mask_name(s.staff_member.name if s.staff_member else ""))
+                self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
                 self._touch()
                 return
             self.services.enrolments.start(member.id)
             self._new_turn()
-            self._say(E.STAFF_VERIFIED, remember=False)
+            self._say(Prompt.STAFF_VERIFIED, name=mask_name(member.name), remember=False)
             self._ask_consent()
 
     # ------------------------------------------------------------------ consent
@@ -144,9 +142,8 @@ class EnrolmentSteps:
         from assistant.dialog import State
 
         self._new_turn()
-        self._say(E.CONSENT_SCRIPT, years=Count(CONSENT_RETENTION_YEARS))
-        self._say(E.CONSENT_QUESTION)
-        self._show(Screen.ENROL_CUSTOMER, step=E.CONSENT_SCRIPT, years=Count(CONSENT_RETENTION_YEARS))
+        self._say(Prompt.CONSENT_SCRIPT)
+        self._show(Screen.ENROL_CUSTOMER, step=Prompt.CONSENT_SCRIPT)
         self._enter(State.ENROL_CONSENT)
         self._listen(Intent.CONSENT_YES, Intent.CONSENT_NO, Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
 
@@ -156,16 +153,16 @@ class EnrolmentSteps:
         if intent in (Intent.CONSENT_YES, Intent.CONFIRM) and conf >= self.config.confirm_confidence:
             draft.face_consent = True
             self._new_turn()
-            self._say(E.CONSENT_YES, remember=False)
-            self._ask_digits(E.ASK_PHONE, "enrol_phone")
+            self._say(Prompt.CONSENT_RECORDED, remember=False)
+            self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
         elif intent in (Intent.CONSENT_NO, Intent.DENY, "clear"):
             draft.face_consent = False
             self._new_turn()
-            self._say(E.CONSENT_NO, remember=False)
-            self._ask_digits(E.ASK_PHONE, "enrol_phone")
+            self._say(Prompt.CONSENT_DECLINED, remember=False)
+            self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
         elif intent in (Intent.CONSENT_YES, Intent.CONFIRM):
             self._new_turn()
-            self._say(E.CONSENT_QUESTION)
+            self._say(Prompt.CONSENT_SCRIPT)
 
     # ------------------------------------------------------------------ phone and accounts
     def _ask_digits(self: Dialog, prompt: str, state: str) -> None:
@@ -200,16 +197,16 @@ class EnrolmentSteps:
         from assistant.dialog import State
 
         s = self.session
-        if not await self._collect_digits(intent, slots, E.ASK_PHONE, PHONE_DIGITS):
+        if not await self._collect_digits(intent, slots, Prompt.ENROL_ASK_PHONE, PHONE_DIGITS):
             return
         self._new_turn()
         if len(s.digits) != PHONE_DIGITS or not s.digits.startswith("1"):
-            self._say(E.PHONE_WRONG)
-            self._ask_digits(E.ASK_PHONE, "enrol_phone")
+            self._say(Prompt.ENROL_PHONE_INVALID)
+            self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
             return
         s.pending_digits = s.digits
-        self._say(E.PHONE_READBACK, phone=Digits(s.digits))
-        self._show(Screen.CONFIRM, question=E.PHONE_READBACK, phone=Digits(s.digits))
+        self._say(Prompt.ENROL_PHONE_READBACK, phone=Digits(s.digits))
+        self._show(Screen.CONFIRM, question=Prompt.ENROL_PHONE_READBACK, phone=Digits(s.digits))
         self._enter(State.ENROL_PHONE_CONFIRM)
         self._listen(Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
 
@@ -217,10 +214,10 @@ class EnrolmentSteps:
         if intent in (Intent.CONFIRM, "enter"):
             self._draft().phone = self.session.pending_digits
             self._new_turn()
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
         elif intent in (Intent.DENY, "clear"):
             self._new_turn()
-            self._ask_digits(E.ASK_PHONE, "enrol_phone")
+            self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
 
     async def _in_enrol_account(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         from assistant.dialog import State
@@ -229,28 +226,28 @@ class EnrolmentSteps:
         if intent == Intent.SKIP and self._draft().accounts:
             await self._after_accounts()
             return
-        if not await self._collect_digits(intent, slots, E.ASK_ACCOUNT, self.config.account_digits):
+        if not await self._collect_digits(intent, slots, Prompt.ENROL_ASK_ACCOUNT, self.config.account_digits):
             return
         self._new_turn()
         assert self.services.enrolments is not None
         if len(s.digits) != self.config.account_digits:
             self._say(Prompt.ACCOUNT_DIGITS_WRONG, length=Count(self.config.account_digits))
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
             return
         try:
             info = await self.services.enrolments.check_account(s.digits, self._draft().phone)
         except UnknownAccount:
             self._say(Prompt.ACCOUNT_NOT_FOUND, account=Digits(s.digits))
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
             return
         except EnrolmentError as exc:
             self._say(exc.prompt_id)
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
             return
         s.pending_digits = s.digits
         name = mask_name(info.holder_name)
-        self._say(E.ACCOUNT_READBACK, account=Digits(s.digits), name=name)
-        self._show(Screen.CONFIRM, question=E.ACCOUNT_READBACK, account=Digits(s.digits), name=name)
+        self._say(Prompt.ENROL_ACCOUNT_READBACK, account=Digits(s.digits), name=name)
+        self._show(Screen.CONFIRM, question=Prompt.ENROL_ACCOUNT_READBACK, account=Digits(s.digits), name=name)
         self._enter(State.ENROL_ACCOUNT_CONFIRM)
         self._listen(Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
 
@@ -262,18 +259,18 @@ class EnrolmentSteps:
             if self.session.pending_digits not in draft.accounts:
                 draft.accounts.append(self.session.pending_digits)
             self._new_turn()
-            self._say(E.MORE_ACCOUNTS)
-            self._show(Screen.ENROL_CUSTOMER, step=E.MORE_ACCOUNTS, accounts=Count(len(draft.accounts)))
+            self._say(Prompt.ENROL_ASK_MORE_ACCOUNTS)
+            self._show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_ASK_MORE_ACCOUNTS, accounts=Count(len(draft.accounts)))
             self._enter(State.ENROL_MORE)
             self._listen(Intent.CONFIRM, Intent.DENY, Intent.SKIP, Intent.CANCEL)
         elif intent in (Intent.DENY, "clear"):
             self._new_turn()
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
 
     async def _in_enrol_more(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         if intent in (Intent.CONFIRM, "enter"):
             self._new_turn()
-            self._ask_digits(E.ASK_ACCOUNT, "enrol_account")
+            self._ask_digits(Prompt.ENROL_ASK_ACCOUNT, "enrol_account")
         elif intent in (Intent.DENY, Intent.SKIP, "clear"):
             await self._after_accounts()
 
@@ -283,8 +280,8 @@ class EnrolmentSteps:
         self._new_turn()
         if self._draft().face_consent:
             self.session.last_face_outcome = None
-            self._say(E.FACE_START)
-            self._show(Screen.ENROL_CUSTOMER, step=E.FACE_START, frames=Count(0), needed=Count(FACE_FRAMES_NEEDED))
+            self._say(Prompt.ENROL_FACE_CAPTURE)
+            self._show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_FACE_CAPTURE, count=Count(0), total=Count(FACE_FRAMES_NEEDED))
             self._out.append(DeviceAction("camera", "capture", _args(frames=FACE_FRAMES_NEEDED)))
             self._enter(State.ENROL_FACE)
             self._listen(Intent.SKIP, Intent.CANCEL)
@@ -297,18 +294,18 @@ class EnrolmentSteps:
         self._touch()
         if frames < FACE_FRAMES_NEEDED:
             self._new_turn()
-            self._say(E.FACE_PROGRESS, frames=Count(frames), needed=Count(FACE_FRAMES_NEEDED))
-            self._show(Screen.ENROL_CUSTOMER, step=E.FACE_START, frames=Count(frames), needed=Count(FACE_FRAMES_NEEDED))
+            self._say(Prompt.ENROL_FACE_PROGRESS, count=Count(frames), total=Count(FACE_FRAMES_NEEDED))
+            self._show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_FACE_CAPTURE, count=Count(frames), total=Count(FACE_FRAMES_NEEDED))
             return
         self._out.append(DeviceAction("camera", "stop"))
         self._new_turn()
         try:
             self.services.enrolments.check_face_consistency()
         except EnrolmentError:
-            self._say(E.FACE_INCONSISTENT)
+            self._say(Prompt.ENROL_FACE_RETRY)
             await self._after_accounts()
             return
-        self._say(E.FACE_DONE, remember=False)
+        self._say(Prompt.ENROL_FACE_DONE, remember=False)
         self._offer_card()
 
     async def _in_enrol_face(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
@@ -317,40 +314,28 @@ class EnrolmentSteps:
             draft = self._draft()
             draft.embeddings.clear()
             self._new_turn()
-            self._say(E.STEP_SKIPPED, remember=False)
+            self._say(Prompt.ENROL_STEP_SKIPPED, remember=False)
             self._offer_card()
 
     # ------------------------------------------------------------------ bank card
     def _offer_card(self: Dialog) -> None:
-        from assistant.dialog import State
-
+        """Offer card binding: the card is scanned at once; "skip" moves on."""
         enrol = self.services.enrolments
         if enrol is None or enrol.tokenizer is None:
             self._ask_method()
             return
-        self._say(E.CARD_OFFER)
-        self._show(Screen.ENROL_CUSTOMER, step=E.CARD_OFFER)
-        self._enter(State.ENROL_CARD_OFFER)
-        self._listen(Intent.CONFIRM, Intent.DENY, Intent.SKIP, Intent.CANCEL)
+        self.session.card_scans = 0
+        self._scan_card(Prompt.ENROL_ASK_CARD)
 
-    async def _in_enrol_card_offer(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
-        if intent in (Intent.CONFIRM, "enter"):
-            self.session.card_scans = 0
-            self._new_turn()
-            self._scan_card()
-        elif intent in (Intent.DENY, Intent.SKIP, "clear"):
-            self._new_turn()
-            self._ask_method()
-
-    def _scan_card(self: Dialog) -> None:
+    def _scan_card(self: Dialog, prompt: str = Prompt.CARD_SCAN) -> None:
         from assistant.dialog import State
 
         self.session.card_scans += 1
-        self._say(E.CARD_SCAN)
-        self._show(Screen.CARD_SCAN, step=E.CARD_SCAN)
+        self._say(prompt)
+        self._show(Screen.CARD_SCAN, step=prompt)
         self._out.append(DeviceAction("card", "scan"))
         self._enter(State.ENROL_CARD_SCAN)
-        self._listen(Intent.SKIP, Intent.CANCEL)
+        self._listen(Intent.SKIP, Intent.DENY, Intent.CANCEL)
 
     async def _on_card_read(self: Dialog, event: CardRead) -> None:
         from assistant.dialog import State
@@ -360,20 +345,21 @@ class EnrolmentSteps:
         assert self.services.enrolments is not None
         self._new_turn()
         if not event.ok:
-            self._say(event.problem or E.CARD_RESCAN)
+            self._say(event.problem or Prompt.CARD_UNREADABLE)
             if self.session.card_scans >= MAX_CARD_SCANS:
                 self._ask_method()
                 return
             self._scan_card()
             return
         digits = SecretDigits(self.services.enrolments.card_digits())
-        self._say(E.CARD_READBACK, digits=digits)
-        self._show(Screen.CARD_SCAN, step=E.CARD_READBACK, digits=digits, issuer=event.issuer)
+        self._say(Prompt.CARD_READBACK, digits=digits, issuer=event.issuer, last4=Digits(event.last4))
+        self._show(Screen.CARD_SCAN, step=Prompt.CARD_READBACK, digits=digits, issuer=event.issuer)
         self._enter(State.ENROL_CARD_CONFIRM)
         self._listen(Intent.CONFIRM, Intent.DENY, Intent.SKIP, Intent.CANCEL)
 
     async def _in_enrol_card_scan(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
-        if intent in (Intent.SKIP, Intent.DENY):
+        if intent in (Intent.SKIP, Intent.DENY, "clear"):
+            self._out.append(DeviceAction("card", "stop"))
             self._new_turn()
             self._ask_method()
 
@@ -383,7 +369,7 @@ class EnrolmentSteps:
         if intent in (Intent.CONFIRM, "enter"):
             token = await enrol.bind_card()
             self._new_turn()
-            self._say(E.CARD_BOUND, last4=Digits(token.last4), issuer=token.issuer, remember=False)
+            self._say(Prompt.CARD_BOUND, last4=Digits(token.last4), issuer=token.issuer, remember=False)
             self._ask_method()
         elif intent in (Intent.DENY, "clear"):
             self._new_turn()
@@ -396,8 +382,8 @@ class EnrolmentSteps:
     def _ask_method(self: Dialog) -> None:
         from assistant.dialog import State
 
-        self._say(E.ASK_METHOD)
-        self._show(Screen.CHOOSE_METHOD, step=E.ASK_METHOD, card=self._draft().card is not None)
+        self._say(Prompt.ENROL_ASK_DEFAULT_METHOD)
+        self._show(Screen.CHOOSE_METHOD, step=Prompt.ENROL_ASK_DEFAULT_METHOD, card=self._draft().card is not None)
         self._enter(State.ENROL_METHOD)
         self._listen(Intent.PAY, Intent.CANCEL)
 
@@ -415,7 +401,7 @@ class EnrolmentSteps:
             self._ask_method()
             return
         await enrol.commit()
-        self._say(E.DONE)
+        self._say(Prompt.ENROL_DONE)
         self._end_session()
 
     # ------------------------------------------------------------------ helpers
@@ -428,7 +414,7 @@ class EnrolmentSteps:
             self.services.enrolments.discard()
         self._out.append(DeviceAction("camera", "stop"))
         self._new_turn()
-        self._say(E.CANCELLED)
+        self._say(Prompt.ENROL_CANCELLED)
         self._end_session()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from assistant.messages import Amount, Count, Digits, Masked, Seconds, Show
+from assistant.messages import Show
 from assistant.prompts import Label, Prompt
 from assistant.screens import Action, Button, Screen, ScreenModel
 
@@ -35,31 +35,15 @@ class Pack(Protocol):
     def render(self, prompt_id: str, slots: Mapping[str, Any]) -> Rendered:
         """A prompt with its slots filled, for speech and for display."""
 
-
-def format_amount(fen: int) -> str:
-    """Money for the screen: ¥123.45 (never a float on the way)."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}¥{fen // 100}.{fen % 100:02d}"
+    def display(self, value: Any) -> str:
+        """One slot value as screen text."""
 
 
 def display_value(value: Any, pack: Pack) -> str:
     """One field value as a display string."""
-    if isinstance(value, Amount):
-        return format_amount(value.fen)
-    if isinstance(value, Masked):
-        return value.display
-    if isinstance(value, Digits):
-        return value.text
-    if isinstance(value, (Count, Seconds)):
-        return str(value.value)
-    if isinstance(value, Prompt):
-        return pack.render(value, {}).display
     if isinstance(value, bool):
         return "1" if value else ""
-    if isinstance(value, (tuple, list)):
-        return " ".join(display_value(v, pack) for v in value)
-    return str(value)
+    return pack.display(value)
 
 
 TITLES: dict[Screen, Label] = {
@@ -82,7 +66,7 @@ FIELD_LABELS: dict[str, Label] = {
     "name": Label.HDR_NAME,
     "account": Label.HDR_ACCOUNT,
     "arrears": Label.HDR_ARREARS,
-    "prepaid": Label.HDR_PREPAID,
+    "prepaid": Label.HDR_BALANCE,
     "due": Label.HDR_DUE,
     "remaining": Label.HDR_DUE,
     "inserted": Label.HDR_INSERTED,
@@ -94,7 +78,7 @@ FIELD_LABELS: dict[str, Label] = {
     "change_available": Label.HDR_CHANGE_AVAILABLE,
     "amount": Label.HDR_PAID,
     "text_size": Label.HDR_TEXT_SIZE,
-    "rate": Label.HDR_RATE,
+    "rate": Label.HDR_SPEECH_RATE,
     "volume": Label.HDR_VOLUME,
 }
 
@@ -119,7 +103,7 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
     ),
     Screen.CONFIRM: (
         (Action.CONFIRM, Label.BTN_CONFIRM, True),
-        (Action.DENY, Label.BTN_DENY, False),
+        (Action.DENY, Label.BTN_NO, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     Screen.IDENTIFIED: (

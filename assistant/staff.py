@@ -18,7 +18,7 @@ from assistant.storage import Database
 class StaffVerificationFailed(KioskError):
     """The face or PIN did not verify a staff member."""
 
-    prompt_id = "staff_verify_failed"
+    prompt_id = "staff_refused"
 
 
 class StaffLocked(KioskError):

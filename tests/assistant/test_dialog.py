@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from assistant.billing import LedgerBilling
 from assistant.customers import CustomerDirectory
-from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices, Understanding
+from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices
 from assistant.messages import (
     ActionChosen,
     Amount,
@@ -28,37 +26,6 @@ from assistant.messages import (
 )
 from assistant.seed import seed
 from tests.dialog_script import SPAWNED, Spawner, Step, run_dialog
-
-
-@dataclass
-class Match:
-    intent: str
-    slots: Mapping[str, Any]
-    score: float = 1.0
-
-
-class PhraseTable(Understanding):
-    """Exact-phrase understanding for dialog logic tests (the real matcher has its own tests)."""
-
-    TABLE = {
-        "交": ("Confirm", {}),
-        "确认": ("Confirm", {}),
-        "不对": ("Deny", {}),
-        "取消": ("Cancel", {}),
-        "再说一遍": ("Repeat", {}),
-        "慢一点": ("Slower", {}),
-        "找工作人员": ("Help", {}),
-        "还需要": ("MoreTime", {}),
-        "说粤语": ("ChooseLanguage", {"pack": "yue"}),
-        "用银行卡": ("Pay", {"method": "card"}),
-        "交一百块": ("Amount", {"amount": 10000}),
-    }
-
-    def match(self, text: str, expected: Iterable[str]) -> Match | None:
-        hit = self.TABLE.get(text.replace(" ", ""))
-        if hit and hit[0] in set(expected):
-            return Match(hit[0], hit[1])
-        return None
 
 
 @dataclass
@@ -97,13 +64,13 @@ class FakeCash(CashPayments):
 
 
 @pytest.fixture
-async def services(db, tmp_path):
+async def services(db, tmp_path, understanding):
     await seed(db, tmp_path)
     spawner = Spawner()
     svc = DialogServices(
         billing=LedgerBilling(db),
         customers=CustomerDirectory(db),
-        understanding=PhraseTable(),
+        understanding=understanding,
         cash=FakeCash(),
         packs=("zh-CN", "yue", "zh-CN-sichuan"),
         hall_phone="95598",
@@ -456,3 +423,30 @@ async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
     # A new customer starts from the defaults again.
     await run_dialog(dialog, [Step(ActionChosen("cancel"), state="idle")], start=False)
     assert dialog.session.rate_step == 0 and dialog.session.text_index == 0
+
+
+async def test_approximate_amount_is_asked_again_never_guessed(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交两三块"), say=["amount_ambiguous"], state="arrears"),
+            Step(Utterance("交 一百二十 块 五"), say=["confirm_method"], state="confirm_payment"),
+        ],
+    )
+    assert dialog.session.amount_fen == 12050
+
+
+async def test_homophone_transcript_still_pays(services, db) -> None:
+    """ASR writes 角费 for 缴费: the pinyin fallback still understands "pay"."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("我要角费", confidence=0.9), say=["cash_insert"], state="cash"),
+        ],
+    )

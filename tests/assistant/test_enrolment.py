@@ -25,7 +25,6 @@ from assistant.messages import (
 from assistant.payments import SandboxGateway, SandboxTokenizer
 from assistant.seed import seed
 from assistant.staff import StaffDirectory
-from tests.assistant.test_dialog import PhraseTable
 from tests.dialog_script import Step, run_dialog
 
 CARD = "6222021234567897"
@@ -44,7 +43,7 @@ class PlainGallery(FaceEnroller):
 
 
 @pytest.fixture
-async def kiosk(db, tmp_path):
+async def kiosk(db, tmp_path, understanding):
     await seed(db, tmp_path)
     customers = CustomerDirectory(db)
     staff_uid = await customers.link(phone="13000000001", name="周敏", accounts=[])
@@ -54,7 +53,7 @@ async def kiosk(db, tmp_path):
     billing = LedgerBilling(db)
     enrol = Enrolments(db, billing, customers, PlainGallery(), SandboxTokenizer(db))
     svc = DialogServices(
-        billing=billing, customers=customers, understanding=PhraseTable(),
+        billing=billing, customers=customers, understanding=understanding,
         staff=StaffDirectory(db), enrolments=enrol, hall_phone="95598",
     )
     return Dialog(svc), enrol, staff_uid
@@ -78,31 +77,31 @@ async def test_whole_enrolment_links_four_accounts_in_one_commit(kiosk, db) -> N
              do=[("camera", "identify")], state="enrol_staff"),
         Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid), say=["staff_pin"], state="enrol_pin"),
         *keys("246810"),
-        Step(KeyPressed(Key.ENTER), say=["staff_verified", "enrol_consent_script", "enrol_consent_question"],
+        Step(KeyPressed(Key.ENTER), say=["staff_verified", "consent_script"],
              show="enrol_customer", state="enrol_consent"),
-        Step(KeyPressed(Key.CONFIRM), say=["enrol_consent_yes", "enrol_ask_phone"], state="enrol_phone"),
+        Step(KeyPressed(Key.CONFIRM), say=["consent_recorded", "enrol_ask_phone"], state="enrol_phone"),
         *keys("13512345678"),
         Step(KeyPressed(Key.ENTER), say=["enrol_phone_readback"], state="enrol_phone_confirm"),
         Step(KeyPressed(Key.CONFIRM), say=["enrol_ask_account"], state="enrol_account"),
         *keys("0300045678"),
         Step(KeyPressed(Key.ENTER), say=["enrol_account_readback"], state="enrol_account_confirm"),
-        Step(KeyPressed(Key.CONFIRM), say=["enrol_more_accounts"], state="enrol_more"),
-        Step(ActionChosen("deny"), say=["enrol_face_start"], do=[("camera", "capture")], state="enrol_face"),
+        Step(KeyPressed(Key.CONFIRM), say=["enrol_ask_more_accounts"], state="enrol_more"),
+        Step(ActionChosen("deny"), say=["enrol_face_capture"], do=[("camera", "capture")], state="enrol_face"),
         Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["face_too_small"]),
     ])
     for i in range(3):
         enrol.add_face_frame(person + np.float32(0.01) * face_vec(10 + i))
     await run_dialog(dialog, [
         Step(FaceCaptured(1), say=["enrol_face_progress"]),
-        Step(FaceCaptured(3), say=["enrol_face_done", "enrol_card_offer"], state="enrol_card_offer"),
-        Step(KeyPressed(Key.CONFIRM), say=["card_scan"], do=[("card", "scan")], state="enrol_card_scan"),
-        Step(CardRead(ok=False, problem="card_rescan"), say=["card_rescan", "card_scan"]),
+        Step(FaceCaptured(3), say=["enrol_face_done", "enrol_ask_card"], do=[("card", "scan")],
+             state="enrol_card_scan"),
+        Step(CardRead(ok=False, problem="card_check_failed"), say=["card_check_failed", "card_scan"]),
     ], start=False)
     enrol.hold_card(CARD, "工商银行")
     t2 = await run_dialog(dialog, [
         Step(CardRead(ok=True, last4="7897", issuer="工商银行"), say=["card_readback"], show="card_scan",
              state="enrol_card_confirm"),
-        Step(KeyPressed(Key.CONFIRM), say=["card_bound", "enrol_ask_method"], state="enrol_method"),
+        Step(KeyPressed(Key.CONFIRM), say=["card_bound", "enrol_ask_default_method"], state="enrol_method"),
         Step(ActionChosen("method_card"), say=["enrol_done", "goodbye"], state="idle"),
     ], start=False)
     readback = [s for s in t2.says() if s.prompt_id == "card_readback"][0]
@@ -133,12 +132,12 @@ async def test_consent_no_means_no_face_but_enrolment_continues(kiosk, db) -> No
         Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
         *keys("246810"),
         Step(KeyPressed(Key.ENTER), state="enrol_consent"),
-        Step(ActionChosen("deny"), say=["enrol_consent_no", "enrol_ask_phone"]),
+        Step(ActionChosen("deny"), say=["consent_declined", "enrol_ask_phone"]),
         *keys("13512345678"), Step(KeyPressed(Key.ENTER)), Step(KeyPressed(Key.CONFIRM)),
         *keys("0300045678"), Step(KeyPressed(Key.ENTER)), Step(KeyPressed(Key.CONFIRM)),
         # no face step without consent: straight to the card offer
-        Step(ActionChosen("deny"), say=["enrol_card_offer"], state="enrol_card_offer"),
-        Step(ActionChosen("deny"), say=["enrol_ask_method"]),
+        Step(ActionChosen("deny"), say=["enrol_ask_card"], state="enrol_card_scan"),
+        Step(ActionChosen("deny"), say=["enrol_ask_default_method"]),
         Step(ActionChosen("method_cash"), say=["enrol_done", "goodbye"]),
     ])
     c = await CustomerDirectory(db).by_phone("13512345678")
@@ -170,8 +169,8 @@ async def test_staff_verification_fails_three_times_and_locks(kiosk, db) -> None
     await run_dialog(dialog, [
         Step(StaffCommand("start_enrolment")),
         Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid), state="enrol_pin"),
-        *keys("111111"), Step(KeyPressed(Key.ENTER), say=["staff_verify_failed", "staff_pin"]),
-        *keys("222222"), Step(KeyPressed(Key.ENTER), say=["staff_verify_failed", "staff_pin"]),
+        *keys("111111"), Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"]),
+        *keys("222222"), Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"]),
         *keys("333333"), Step(KeyPressed(Key.ENTER), say=["staff_locked", "goodbye"], state="idle"),
     ])
     fails = await audit.entries(db, "staff_verify_failed")
@@ -186,7 +185,7 @@ async def test_customer_face_is_not_staff(kiosk, db) -> None:
         Step(StaffCommand("start_enrolment")),
         Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=cust.user_id), say=[], state="enrol_staff"),
         *keys("246810"),
-        Step(KeyPressed(Key.ENTER), say=["staff_verify_failed", "staff_pin"]),
+        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"]),
     ])
     assert (await audit.entries(db, "staff_verify_failed"))[-1].detail["reason"] == "no_staff_face"
 
