@@ -31,10 +31,10 @@ import struct
 import threading
 import unicodedata
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -498,8 +498,6 @@ class VoskTranscriber(Transcriber):
         self._vosk = vosk
         self.timeout = timeout
         self._vocabulary: Vocabulary | None = None
-        self._lock = threading.Lock()
-        self._recognizers: OrderedDict[tuple[int, str], object] = OrderedDict()
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -516,24 +514,20 @@ class VoskTranscriber(Transcriber):
         """Check and segment the sentences against this model's vocabulary."""
         return build_grammar(sentences, self.vocabulary, self.model_id)
 
-    def _recognizer(self, rate: int, grammar: Grammar | None):
-        key = (rate, grammar.to_json() if grammar else "")
-        with self._lock:
-            rec = self._recognizers.pop(key, None)
-            if rec is None:
-                if grammar is None:
-                    rec = self._vosk.KaldiRecognizer(self._model, float(rate))
-                else:
-                    rec = self._vosk.KaldiRecognizer(self._model, float(rate), grammar.to_json())
-                rec.SetWords(True)
-            self._recognizers[key] = rec
-            while len(self._recognizers) > 16:
-                self._recognizers.popitem(last=False)
+    def _recognizer(self, rate: int, grammar_json: str | None):
+        # A fresh recogniser per turn (a few ms): a reused one carries its speaker
+        # adaptation over, which makes results depend on what was heard before.
+        if grammar_json is None:
+            rec = self._vosk.KaldiRecognizer(self._model, float(rate))
+        else:
+            rec = self._vosk.KaldiRecognizer(self._model, float(rate), grammar_json)
+        rec.SetWords(True)
         return rec
 
     def open_stream(self, rate: int, grammar: Grammar | None = None) -> TranscriberStream:
         """A streaming turn; Vosk resamples from ``rate`` itself, so the true rate is passed."""
-        return _VoskStream(self._recognizer(rate, grammar), self.timeout)
+        grammar_json = grammar.to_json() if grammar is not None else None
+        return _VoskStream(lambda: self._recognizer(rate, grammar_json), self.timeout)
 
 
 def _vosk_transcript(results: list[dict]) -> Transcript:
@@ -561,11 +555,11 @@ def _vosk_transcript(results: list[dict]) -> Transcript:
 class _VoskStream(TranscriberStream):
     """Vosk ends segments on its own 0.5 s rule; segments are collected until our endpoint."""
 
-    def __init__(self, recognizer, timeout: float) -> None:
-        self._rec = recognizer
+    def __init__(self, make: Callable[[], Any], timeout: float) -> None:
+        self._make = make
+        self._rec = make()
         self._timeout = timeout
         self._segments: list[dict] = []
-        self._rec.Reset()
 
     def _accept(self, pcm: bytes) -> str:
         if self._rec.AcceptWaveform(pcm):
@@ -590,8 +584,7 @@ class _VoskStream(TranscriberStream):
     def _finish(self) -> Transcript:
         res = json.loads(self._rec.FinalResult())
         results = self._segments + ([res] if res.get("text") else [])
-        self._segments = []
-        self._rec.Reset()
+        self.reset()
         return _vosk_transcript(results)
 
     async def finish(self) -> Transcript:
@@ -599,9 +592,9 @@ class _VoskStream(TranscriberStream):
         return await _call(self._finish, limit=self._timeout)  # type: ignore[return-value]
 
     def reset(self) -> None:
-        """Forget everything (called after the microphone was gated)."""
+        """Forget everything: a fresh recogniser for the next turn."""
         self._segments = []
-        self._rec.Reset()
+        self._rec = self._make()
 
 
 # --------------------------------------------------------------------------- Whisper
