@@ -37,6 +37,10 @@ KO_GRAMMAR = [
 ]
 
 
+# How an amount grammar looks: number words and the unit may follow each other freely.
+KO_AMOUNT_GRAMMAR = [("오만", "tests/ko.yaml:10"), ("삼천", "tests/ko.yaml:11"), ("원", "tests/ko.yaml:12")]
+
+
 def need_vosk_ko() -> None:
     """Skip unless Vosk and the Korean model are installed."""
     if importlib.util.find_spec("vosk") is None:
@@ -106,6 +110,12 @@ def vosk_ko():
 def ko_grammar(vosk_ko):
     """A checked grammar of Korean answers and amounts."""
     return vosk_ko.build_grammar(KO_GRAMMAR)
+
+
+@pytest.fixture(scope="session")
+def ko_amounts(vosk_ko):
+    """A checked grammar of Korean amount words."""
+    return vosk_ko.build_grammar(KO_AMOUNT_GRAMMAR)
 
 
 @pytest.fixture(scope="session")

@@ -63,28 +63,36 @@ async def test_48k_stereo_microphone_gives_the_same_result_as_16k_mono(vosk_ko, 
     assert utterances(ev48) == utterances(ev16)
 
 
-async def test_hesitant_amount_with_a_pause_is_one_utterance(vosk_ko, ko_grammar):
+async def test_hesitant_amount_with_a_pause_is_one_utterance(vosk_ko, ko_amounts):
     first, second = espeak_clip("오만"), espeak_clip("삼천 원")
     pause = AudioClip.silence(0.9, 16000)
     hesitant = AudioClip.concat([first, pause, second])
-    events, _ = await listen(vosk_ko, ko_grammar, hesitant)
+    events, _ = await listen(vosk_ko, ko_amounts, hesitant)
     assert utterances(events) == ["오만 삼천 원"]
     # With Vosk's own 0.5 s trailing silence the same audio splits into two answers.
     short = dataclasses.replace(FAST, trailing_silence_ms=500)
-    events, _ = await listen(vosk_ko, ko_grammar, hesitant, asr=short)
-    assert len(utterances(events)) == 2
+    events, _ = await listen(vosk_ko, ko_amounts, hesitant, asr=short)
+    split = utterances(events)
+    assert len(split) == 2 and split[0] == "오만" and split[1].startswith("삼천 원")
 
 
-async def test_unfinished_words_get_the_longer_hesitation_silence(vosk_ko, ko_grammar):
+async def test_unfinished_words_get_the_longer_hesitation_silence(vosk_ko, ko_amounts):
     hesitant = AudioClip.concat([espeak_clip("오만"), AudioClip.silence(1.6, 16000), espeak_clip("원")])
     events, partials = [], []
     mic = ClipInput(hesitant, realtime=False, lead_silence=0.5, trail_silence=3.0)
     listener = Listener(mic, vosk_ko, events.append, asr=FAST, on_partial=partials.append)
     # The pack's amount parser would say a bare number is unfinished; here: ends in 오만.
-    listener.expect(ko_grammar, unfinished=lambda text: text.endswith("오만"))
+    listener.expect(ko_amounts, unfinished=lambda text: text.endswith("오만"))
     await listener.run()
     assert utterances(events) == ["오만 원"]
     assert "오만" in partials  # the pause was judged on the unfinished partial
+    # Without the hint the 1.6 s pause (longer than 1.2 s) ends the first utterance.
+    events = []
+    mic = ClipInput(hesitant, realtime=False, lead_silence=0.5, trail_silence=3.0)
+    listener = Listener(mic, vosk_ko, events.append, asr=FAST)
+    listener.expect(ko_amounts)
+    await listener.run()
+    assert utterances(events) == ["오만", "원"]
 
 
 async def test_long_silence_before_speaking_reprompts_and_keeps_listening(vosk_ko, ko_grammar):
