@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -96,6 +95,7 @@ class Listener:
         self._loud_ms = 0.0
         self._barge_buffer: deque[AudioChunk] = deque(maxlen=40)
         self._replay: list[AudioChunk] = []
+        self._barged_generation = -1
         self.dropped_chunks = 0
         """Chunks discarded because the kiosk was speaking (for tests and diagnostics)."""
 
@@ -170,7 +170,9 @@ class Listener:
                 self.dropped_chunks += 1
                 self._check_barge_in(chunk)
                 return
-            if gate.generation != self._generation:
+            # (A chunk captured just before a prompt began is read while it plays: the
+            # episode is only over once the gate has closed and opened again.)
+            if gate.generation != self._generation and not gate.speaking:
                 # The kiosk spoke since the last chunk we used: drop audio buffered from
                 # that time and reset the recogniser, which may be mid-way through it.
                 self._generation = gate.generation
@@ -213,14 +215,20 @@ class Listener:
     def _check_barge_in(self, chunk: AudioChunk) -> None:
         """While gated: stop the prompt if the customer is clearly louder than the echo."""
         gate = self.gate
-        if gate is None or not self.audio.barge_in or not self._listening or not gate.speaking:
+        if gate is None or not self.audio.barge_in or not self._listening:
+            return
+        if self._barged_generation == gate.generation:
+            # Barge-in already fired: until the gate opens this is the customer talking.
+            self._replay.append(chunk)
+            return
+        if not gate.speaking:
             self._loud_ms = 0.0
             self._barge_buffer.clear()
             return
         mic_db = level_dbfs(chunk.samples)
         echo_db = gate.echo_level(chunk.time, chunk.end) + self.audio.echo_coupling_db
         threshold = max(echo_db + self.audio.barge_in_margin_db, self.asr.vad_min_dbfs)
-        if mic_db > threshold or (echo_db == -math.inf and mic_db > self.asr.vad_min_dbfs + 10):
+        if mic_db > threshold:
             self._loud_ms += 1000.0 * chunk.duration
             self._barge_buffer.append(chunk)
             if self._loud_ms >= self.audio.barge_in_min_ms:
@@ -229,6 +237,7 @@ class Listener:
                 self._replay = list(self._barge_buffer)
                 self._barge_buffer.clear()
                 self._loud_ms = 0.0
+                self._barged_generation = gate.generation
                 gate.barge_in()
         else:
             self._loud_ms = 0.0

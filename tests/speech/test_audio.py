@@ -10,8 +10,8 @@ import pytest
 
 from speech.audio import (
     AudioClip,
-    AudioSection,
     AudioDeviceError,
+    AudioSection,
     ClipInput,
     LoopbackInput,
     LoopbackOutput,
@@ -19,7 +19,6 @@ from speech.audio import (
     downmix,
     open_input,
     open_output,
-    resample,
 )
 from tests.speech.conftest import CLIPS
 

@@ -8,7 +8,13 @@ import signal
 import numpy as np
 import pytest
 
-from speech.tts import EspeakSynthesizer, TtsSection, VoiceError, create_synthesizer, language_switches
+from speech.tts import (
+    EspeakSynthesizer,
+    TtsSection,
+    VoiceError,
+    create_synthesizer,
+    language_switches,
+)
 from tests.speech.conftest import need_espeak
 
 PINYIN = "sit/cmn-latn-pinyin"
