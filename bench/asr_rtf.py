@@ -30,8 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from speech.asr import VoskTranscriber, WhisperTranscriber  # noqa: E402
 from speech.audio import AudioClip  # noqa: E402
+from tests.speech.conftest import KO_GRAMMAR  # noqa: E402
 
-KO_PHRASES = ["오만 원", "삼천 원", "네 확인", "취소", "다시", "오만 삼천 원"]
+# The Korean answers the speech tests use (test data lives with the tests).
+KO_PHRASES = [sentence for sentence, _source in KO_GRAMMAR]
 
 
 def cer(reference: str, hypothesis: str) -> float:

@@ -9,7 +9,7 @@
   voice activity detector cuts an utterance, which is resampled to 16 kHz and decoded with
   an initial prompt made of the pack's domain words. Its output is converted to Simplified
   characters (Whisper sometimes writes Traditional ones for ``zh``) so that the amount
-  parser sees 块/万/两, not 塊/萬/兩.
+  parser sees the Simplified forms of kuai, wan and liang, not the Traditional ones.
 
 :func:`choose_transcriber` picks the first backend in ``[asr] backends`` whose package and
 model are present; when none is, the kiosk runs keypad-only and the choice carries the
@@ -267,7 +267,8 @@ def sentence_tokens(text: str) -> list[str]:
     cleaned = "".join(" " if unicodedata.category(c).startswith(("P", "S")) else c for c in text)
     tokens: list[str] = []
     for part in cleaned.lower().split():
-        # Split where Han/Hangul meets other letters so "WiFi密码" becomes "wifi" + "密码".
+        # Split where Han/Hangul meets other letters, so "WiFi" followed by Hanzi becomes
+        # two tokens.
         tokens.extend(m.group(0) for m in _SEGMENTABLE_RUN.finditer(part))
     return tokens
 

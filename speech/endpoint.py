@@ -1,6 +1,6 @@
 """Endpointing tuned for slow speakers: when has the customer finished speaking?
 
-Elderly customers pause in the middle of an amount ("一百二十三块 ... 五毛") and take a
+Elderly customers pause in the middle of an amount ("yibai ershisan kuai ... wu mao") and take a
 while to start. The endpointer therefore
 
 * waits for ``trailing_silence_ms`` of silence after speech before it ends an utterance
