@@ -164,6 +164,8 @@ ADJUSTMENTS: dict[str, tuple[str, int, str]] = {
 }
 
 IDLE_TIMER = "idle"
+NO_SPEECH_TIMER = "no_speech"
+"""Posted by the listener after a long silence (see ``speech.listener``)."""
 GRACE_TIMER = "grace"
 RESULT_TIMER = "result"
 
@@ -265,6 +267,7 @@ class Session:
     candidate_user: int | None = None
     time_factor: float = 1.0
     warned: bool = False
+    reprompted: bool = False
     resume_state: State | None = None
     pending_method: str = ""
     excess_ok: bool = False
@@ -354,6 +357,7 @@ class Dialog(EnrolmentSteps):
         """Move to ``state``; restart the idle timer where the customer must act."""
         self.state = state
         self.session.warned = False
+        self.session.reprompted = False
         self._cancel_timer(GRACE_TIMER)
         if state in WAITING_STATES and state is not State.RESULT:
             self._timer(IDLE_TIMER, self.config.idle_timeout_s * self.session.time_factor)
@@ -1180,6 +1184,12 @@ class Dialog(EnrolmentSteps):
     # ------------------------------------------------------------------ timeouts
     async def _on_timeout(self, event: Timeout) -> None:
         s = self.session
+        if event.timer == NO_SPEECH_TIMER:
+            # A long silence while listening: one gentle word per step, never an abort.
+            if self.state in WAITING_STATES and self.state is not State.RESULT and not s.reprompted:
+                s.reprompted = True
+                self._say(Prompt.LISTEN_REPROMPT, remember=False)
+            return
         if event.timer == RESULT_TIMER and self.state is State.RESULT:
             self._new_turn()
             self._end_session()

@@ -355,6 +355,10 @@ class Prompt(StrEnum):
     """This step could not be completed; please try again or cancel."""
     ENROL_STEP_SKIPPED = "enrol_step_skipped"
     """OK, this step is skipped."""
+    LISTEN_REPROMPT = "listen_reprompt"
+    """Gentle re-prompt after a long silence: I'm listening, take your time, or use the keys."""
+    TTS_SELF_TEST = "tts_self_test"
+    """A short sentence with Hanzi and an amount, spoken by the voice self-test at start-up."""
 
 
 class Label(StrEnum):

@@ -450,3 +450,17 @@ async def test_homophone_transcript_still_pays(services, db) -> None:
             Step(Utterance("我要角费", confidence=0.9), say=["cash_insert"], state="cash"),
         ],
     )
+
+
+async def test_long_silence_gets_one_gentle_reprompt(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("no_speech"), say=["listen_reprompt"], state="arrears"),
+            Step(Timeout("no_speech"), say=[], state="arrears"),
+            Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
+        ],
+    )
