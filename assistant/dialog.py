@@ -1137,6 +1137,7 @@ class Dialog(EnrolmentSteps):
         receipt = frozen_map(
             payment=event.payment_id,
             account=account,
+            amount=Amount(event.paid_fen),
             paid=Amount(event.paid_fen),
             inserted=Amount(event.inserted_fen),
             change=Amount(event.change_fen),

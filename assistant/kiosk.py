@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from assistant.dialog import Dialog
 from assistant.messages import (
@@ -76,11 +76,8 @@ class Voice(abc.ABC):
     """Speaks rendered text; can be stopped at once; rate and volume adjustable."""
 
     @abc.abstractmethod
-    async def say(self, text: str, voice: str, rate: int) -> bool:
-        """Speak ``text`` with the pack's ``voice`` at words-per-minute ``rate``.
-
-        Returns True when it finished, False when it was stopped.
-        """
+    async def say(self, text: str, voice: str) -> bool:
+        """Speak ``text`` with the pack's ``voice``; True when it finished, False when stopped."""
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -153,18 +150,13 @@ class Transcript:
         return [ln.text.split("  ", 1)[-1] for ln in self.lines if ln.kind == "say"]
 
 
-class PackSource(abc.ABC):
-    """Gives the runtime the locale packs (see ``assistant.locale``)."""
+class PackSource(Protocol):
+    """The locale packs as the runtime uses them (``assistant.locale.LocaleRegistry``)."""
 
-    default: str
+    default_id: str
 
-    @abc.abstractmethod
-    def get(self, pack_id: str) -> Pack:
-        """A pack by id."""
-
-    @abc.abstractmethod
-    def voice(self, pack_id: str) -> tuple[str, int]:
-        """The pack's TTS voice id and speech rate."""
+    def get(self, pack_id: str | None = None) -> Any:
+        """A pack by id (the default when None)."""
 
 
 class Kiosk:
@@ -201,7 +193,7 @@ class Kiosk:
         self.devices = devices or {}
         self.notifier = notifier or LogNotifier()
         self.presenter = Presenter(packs.get)
-        self.pack_id = packs.default
+        self.pack_id = packs.default_id
         self.text_scale = 1.0
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -254,10 +246,18 @@ class Kiosk:
             await self.close()
 
     async def step(self, event: Event) -> None:
-        """Give one event to the dialog and carry out its commands."""
+        """Give one event to the dialog and carry out its commands.
+
+        A failure here is logged and the loop goes on: one bad prompt or device must
+        not take the kiosk down in front of a customer.
+        """
         if not isinstance(event, SpeechFinished):
             self.transcript.add("event", _describe(event))
-        await self.execute_all(await self.dialog.handle(event))
+        try:
+            await self.execute_all(await self.dialog.handle(event))
+        except Exception as exc:
+            log.exception("runtime: %s while handling %s", exc, event)
+            self.transcript.add("error", f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         """Stop timers, speech and background tasks."""
@@ -318,7 +318,7 @@ class Kiosk:
             if handler is not None:
                 await handler(cmd)
         elif isinstance(cmd, EndSession):
-            self.pack_id = self.packs.default
+            self.pack_id = self.packs.default_id
             self.text_scale = 1.0
 
     def _say(self, cmd: Say) -> str:
@@ -369,11 +369,11 @@ class Kiosk:
     async def _speech_worker(self) -> None:
         while True:
             cmd, text = await self._speech.get()
-            voice_id, rate = self.packs.voice(self.pack_id)
+            voice_id = self.packs.get(self.pack_id).voice
             self.speaking.set()
             self._silent.clear()
             try:
-                completed = await self.voice.say(text, voice_id, rate)
+                completed = await self.voice.say(text, voice_id)
             except Exception:  # a broken voice must not stop the kiosk; the screen still shows it
                 log.exception("speech failed for %s", cmd.prompt_id)
                 completed = False
