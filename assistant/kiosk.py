@@ -58,9 +58,26 @@ class HeadlessDisplay(Display):
     def __init__(self) -> None:
         self.shown: list[ScreenModel] = []
         self.observers: list[Callable[[ScreenModel], Awaitable[None] | None]] = []
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def wait_for(self, screen: str, timeout: float = 10.0) -> ScreenModel:
+        """Wait until ``screen`` is on display; returns its model."""
+        cond = self._condition()
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(lambda: self.current is not None and self.current.screen == screen)
+        assert self.current is not None
+        return self.current
 
     async def show(self, model: ScreenModel) -> None:
         self.shown.append(model)
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
         for observer in list(self.observers):
             result = observer(model)
             if asyncio.iscoroutine(result):

@@ -27,11 +27,7 @@ from tests.assistant.test_dialog import FakeCash, Result
 
 
 async def until(display: HeadlessDisplay, screen: str, timeout: float = 5.0):
-    async def wait():
-        while display.current is None or display.current.screen != screen:
-            await asyncio.sleep(0.01)
-        return display.current
-    return await asyncio.wait_for(wait(), timeout)
+    return await display.wait_for(screen, timeout)
 
 
 @pytest.fixture
