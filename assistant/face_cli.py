@@ -292,7 +292,7 @@ async def enrol_photos(identifier: object, user_id: int, photos: Sequence[Path])
     from assistant.identity import FaceEnrolmentError, FaceIdentifier
 
     assert isinstance(identifier, FaceIdentifier)
-    enroller = identifier.enroller(user_id, frames_needed=len(photos))
+    enroller = identifier.capture(user_id, frames_needed=len(photos))
     for photo in photos:
         progress = await enroller.feed(load_image(photo))
         if progress.outcome is not None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from assistant.config import Config
+from assistant.enrolment import FaceEnroller
 from assistant.errors import FaceError, MissingPackageError
 from assistant.face_index import EmbeddingIndex, SearchResult
 from assistant.liveness import LivenessSettings
@@ -70,7 +71,15 @@ class FaceSection:
     mirrored: bool = False
     """The camera image is mirrored (swaps left and right for the liveness challenge)."""
     timeout_s: float = 5.0
-    """Longest wait for the face engine on one frame."""
+    """Longest wait for the camera or the face engine on one frame."""
+    presence_interval_s: float = 0.5
+    """Pause between frames while waiting for someone to walk up."""
+    frame_interval_s: float = 0.1
+    """Pause between frames while identifying or capturing."""
+    guidance_interval_s: float = 2.0
+    """The same guidance ("please come closer") is posted at most this often."""
+    unknown_frames: int = 2
+    """Frames in a row that must find nobody enrolled before UNKNOWN is posted."""
     # -- quality gate ---------------------------------------------------------------------
     min_face_px: float = 80.0
     """Smallest face box width in pixels."""
@@ -342,6 +351,7 @@ class Gallery:
         self.images_dir = images_dir
         self.max_templates = max_templates
         self.index = index or EmbeddingIndex(dim)
+        self._pending: list[tuple[int, int, np.ndarray, list[int]]] = []
 
     def __len__(self) -> int:
         return len(self.index)
@@ -410,9 +420,70 @@ class Gallery:
             raise FaceEnrolmentError(
                 f"customer {user_id} has not consented to face processing", "no_consent"
             )
+        template = self._template(user_id, embeddings, agreement, duplicate_threshold)
+        async with self.db.transaction() as tx:
+            row_id, old = await self._store(tx, user_id, template)
+        self._apply(row_id, user_id, template, old)
+        if images and self.images_dir is not None:
+            folder = self.images_dir / str(user_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, data in enumerate(images):
+                sealed = self.cipher.seal_bytes(data, f"image:{user_id}:{row_id}:{i}")
+                (folder / f"{row_id}-{i}.jpg.enc").write_bytes(sealed)
+        return row_id
+
+    async def enrol_in(
+        self,
+        tx: Any,
+        user_id: int,
+        embeddings: Sequence[np.ndarray],
+        agreement: float = 0.5,
+        duplicate_threshold: float | None = None,
+    ) -> int:
+        """Like :meth:`enrol`, inside a transaction the caller commits (the enrolment's).
+
+        The new template joins the search index only once the transaction is seen
+        committed (:meth:`sync`), so a rolled-back enrolment never leaves a template
+        in memory that could later point at a reused customer id.
+        """
+        cur = await tx.execute(
+            "SELECT granted FROM consent WHERE user_id = ? AND purpose = 'face' ORDER BY id DESC LIMIT 1",
+            (user_id,),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            raise FaceEnrolmentError(
+                f"customer {user_id} has not consented to face processing", "no_consent"
+            )
+        template = self._template(user_id, embeddings, agreement, duplicate_threshold)
+        row_id, old = await self._store(tx, user_id, template)
+        self._pending.append((row_id, user_id, template, old))
+        return row_id
+
+    async def sync(self) -> int:
+        """Bring templates stored by committed :meth:`enrol_in` calls into the index."""
+        if not self._pending or self.db.conn.in_transaction:
+            return 0
+        pending, self._pending = self._pending, []
+        ids = [p[0] for p in pending]
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.fetchall(f"SELECT id FROM face_embedding WHERE id IN ({marks})", ids)
+        present = {int(r[0]) for r in rows}
+        added = 0
+        for row_id, user_id, template, old in pending:
+            if row_id in present:
+                self._apply(row_id, user_id, template, old)
+                added += 1
+        return added
+
+    def _template(
+        self, user_id: int, embeddings: Sequence[np.ndarray], agreement: float, duplicate_threshold: float | None
+    ) -> np.ndarray:
         if not embeddings:
             raise FaceEnrolmentError("no face frames to enrol", "too_few_frames")
         mat = np.vstack([np.asarray(e, dtype=np.float32).ravel() for e in embeddings])
+        if mat.shape[1] != self.dim:
+            raise FaceEnrolmentError(f"embeddings have {mat.shape[1]} values, expected {self.dim}", "inconsistent")
         mat /= np.linalg.norm(mat, axis=1, keepdims=True)
         template = mat.mean(axis=0)
         template /= np.linalg.norm(template)
@@ -432,31 +503,29 @@ class Gallery:
                         "already_enrolled",
                         other_user=cand.owner,
                     )
+        return template
+
+    async def _store(self, tx: Any, user_id: int, template: np.ndarray) -> tuple[int, list[int]]:
         blob = self.cipher.seal(template, user_id, self.model_id)
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "INSERT INTO face_embedding(user_id, model_id, embedding) VALUES (?, ?, ?)",
-                (user_id, self.model_id, blob),
-            )
-            row_id = int(cur.lastrowid)
-            cur = await tx.execute(
-                "SELECT id FROM face_embedding WHERE user_id = ? AND model_id = ? ORDER BY id DESC",
-                (user_id, self.model_id),
-            )
-            old = [int(r[0]) for r in await cur.fetchall()][self.max_templates:]
-            for rid in old:
-                await tx.execute("DELETE FROM face_embedding WHERE id = ?", (rid,))
+        cur = await tx.execute(
+            "INSERT INTO face_embedding(user_id, model_id, embedding) VALUES (?, ?, ?)",
+            (user_id, self.model_id, blob),
+        )
+        row_id = int(cur.lastrowid)
+        cur = await tx.execute(
+            "SELECT id FROM face_embedding WHERE user_id = ? AND model_id = ? ORDER BY id DESC",
+            (user_id, self.model_id),
+        )
+        old = [int(r[0]) for r in await cur.fetchall()][self.max_templates:]
+        for rid in old:
+            await tx.execute("DELETE FROM face_embedding WHERE id = ?", (rid,))
+        return row_id, old
+
+    def _apply(self, row_id: int, user_id: int, template: np.ndarray, old: list[int]) -> None:
         if old:
             self.index.remove_keys(set(old))
             self._delete_images(user_id, old)
         self.index.add(row_id, user_id, template)
-        if images and self.images_dir is not None:
-            folder = self.images_dir / str(user_id)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i, data in enumerate(images):
-                sealed = self.cipher.seal_bytes(data, f"image:{user_id}:{row_id}:{i}")
-                (folder / f"{row_id}-{i}.jpg.enc").write_bytes(sealed)
-        return row_id
 
     async def has_consent(self, user_id: int) -> bool:
         """True when the customer's latest face-consent record grants it."""
@@ -480,6 +549,7 @@ class Gallery:
                 (user_id, staff_id),
             )
         self.index.remove_owner(user_id)
+        self._pending = [p for p in self._pending if p[1] != user_id]
         if self.images_dir is not None:
             shutil.rmtree(self.images_dir / str(user_id), ignore_errors=True)
         log.info("face data of customer %s deleted (%d templates)", user_id, count)
@@ -515,6 +585,27 @@ class Gallery:
                 p.unlink(missing_ok=True)
 
 
+class GalleryEnroller(FaceEnroller):
+    """The encrypted gallery behind the enrolment conversation's face port.
+
+    Args:
+        gallery: the loaded gallery.
+        agreement: every pair of captured frames must score at least this.
+        duplicate_threshold: refuse a face that already matches another customer at
+            this score (normally the model's match threshold).
+    """
+
+    def __init__(self, gallery: Gallery, agreement: float = 0.5, duplicate_threshold: float | None = None) -> None:
+        self.gallery = gallery
+        self.agreement = agreement
+        self.duplicate_threshold = duplicate_threshold
+
+    async def enrol_in(self, tx: Any, user_id: int, embeddings: list[np.ndarray]) -> int:
+        """Store one encrypted template from the captured frames inside ``tx``; returns 1."""
+        await self.gallery.enrol_in(tx, user_id, embeddings, self.agreement, self.duplicate_threshold)
+        return 1
+
+
 # ----------------------------------------------------------------------------- identifier
 
 
@@ -531,7 +622,7 @@ class EnrolProgress:
 
     @property
     def complete(self) -> bool:
-        """True when enough frames were collected to :meth:`FaceEnroller.finish`."""
+        """True when enough frames were collected to :meth:`EnrolmentCapture.finish`."""
         return self.accepted >= self.needed
 
 
@@ -556,6 +647,7 @@ class FaceIdentifier:
 
     async def look(self, frame: np.ndarray) -> FaceDecision:
         """Check one frame and identify the customer in it."""
+        await self.gallery.sync()
         t = self.section.timeout_s
         faces = await self.recognizer.detect_async(frame, t)
         verdict = check_quality(faces, self.section.limits())
@@ -575,24 +667,29 @@ class FaceIdentifier:
         score = result.best.score if result.best else 0.0
         return FaceDecision(outcome, customer, score, result.margin, face)
 
-    def enroller(self, user_id: int, frames_needed: int | None = None) -> FaceEnroller:
-        """Start collecting enrolment frames for a customer."""
-        return FaceEnroller(self, user_id, frames_needed or self.section.enrol_frames)
+    def capture(self, user_id: int | None = None, frames_needed: int | None = None) -> EnrolmentCapture:
+        """Start collecting enrolment frames (for ``user_id``, when :meth:`EnrolmentCapture.finish` is used)."""
+        return EnrolmentCapture(self, user_id, frames_needed or self.section.enrol_frames)
 
 
-class FaceEnroller:
+class EnrolmentCapture:
     """Collects good frames of one customer, then stores one template.
 
     Feed camera frames; each answer says whether the frame was taken or what to tell
     the customer (the same guidance as identification, with a stricter pose limit).
     """
 
-    def __init__(self, identifier: FaceIdentifier, user_id: int, needed: int) -> None:
+    def __init__(self, identifier: FaceIdentifier, user_id: int | None, needed: int) -> None:
         self.identifier = identifier
         self.user_id = user_id
         self.needed = needed
         self.embeddings: list[np.ndarray] = []
         self.images: list[bytes] = []
+
+    @property
+    def complete(self) -> bool:
+        """True when enough good frames were collected."""
+        return len(self.embeddings) >= self.needed
 
     async def feed(self, frame: np.ndarray) -> EnrolProgress:
         """Check one frame and keep it when good."""
@@ -615,6 +712,8 @@ class FaceEnroller:
             FaceEnrolmentError: too few good frames, frames disagree, no consent, or the
                 face already belongs to another customer.
         """
+        if self.user_id is None:
+            raise FaceError("this capture has no customer to enrol")
         if len(self.embeddings) < self.needed:
             raise FaceEnrolmentError(
                 f"{len(self.embeddings)} good frame(s), {self.needed} needed", "too_few_frames"

@@ -31,6 +31,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from assistant.messages import LivenessResult
 from devices.face import FaceObservation, FaceRecognizer
 
 
@@ -55,18 +56,16 @@ class LivenessState(StrEnum):
 class LivenessPrompt(StrEnum):
     """Prompt ids the challenge asks the dialog to say (texts live in the locale pack)."""
 
+    CHALLENGE = "liveness_challenge"
+    """Please slowly turn your head to the {direction} (``liveness_left``/``liveness_right``)."""
     LOOK_AT_SCREEN = "liveness_look_at_screen"
     """Please look straight at the screen first."""
-    TURN_LEFT = "liveness_turn_left"
-    """Please slowly turn your head to your left."""
-    TURN_RIGHT = "liveness_turn_right"
-    """Please slowly turn your head to your right."""
-    PASSED = "liveness_passed"
-    """Thank you (the check passed)."""
     FAILED = "liveness_failed"
-    """The check did not pass; please use your account number or call staff."""
+    """The check did not pass; please pay in cash or ask staff."""
     SEVERAL = "face_several"
     """Several people in view; only the one paying, please."""
+    PASSED = ""
+    """Nothing to say: the dialog carries on."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,10 @@ class LivenessStatus:
         """True once passed or failed."""
         return self.state in (LivenessState.PASSED, LivenessState.FAILED)
 
+    def event(self) -> LivenessResult:
+        """The dialog event for a finished challenge."""
+        return LivenessResult(passed=self.state is LivenessState.PASSED, reason=self.reason)
+
 
 class HeadTurnChallenge:
     """Checks one head-turn challenge frame by frame.
@@ -152,8 +155,13 @@ class HeadTurnChallenge:
 
     @property
     def turn_prompt(self) -> str:
-        """The prompt asking for this challenge's turn."""
-        return LivenessPrompt.TURN_LEFT if self.direction is Direction.LEFT else LivenessPrompt.TURN_RIGHT
+        """The prompt asking for the turn (its ``{direction}`` slot is :attr:`direction_prompt`)."""
+        return LivenessPrompt.CHALLENGE
+
+    @property
+    def direction_prompt(self) -> str:
+        """The word for this challenge's direction: ``liveness_left`` or ``liveness_right``."""
+        return "liveness_left" if self.direction is Direction.LEFT else "liveness_right"
 
     def feed(self, faces: Sequence[FaceObservation], at: float) -> LivenessStatus:
         """Take one frame's faces (observed at clock time ``at``) and return the status."""

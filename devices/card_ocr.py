@@ -65,10 +65,10 @@ LOOKALIKES = {
 class CardProblem(StrEnum):
     """Why a photo gave no usable number; each is a prompt id that says what to do."""
 
-    NO_NUMBER = "card_no_number"
-    """No card number seen: put the card face up under the camera."""
+    NO_NUMBER = "card_unreadable"
+    """No card number seen: place the card again, face up under the camera."""
     CUT_OFF = "card_cut_off"
-    """Part of the number is outside the photo: put the whole card in the frame."""
+    """Part of the number is outside the photo: put the whole card in view."""
     CHECK_FAILED = "card_check_failed"
     """A number was read but fails the check digit: please scan again."""
 

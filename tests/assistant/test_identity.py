@@ -164,7 +164,7 @@ async def test_the_same_face_cannot_be_enrolled_twice(db, ident, engine, photos)
     first = await add_user(db, "13800138000")
     second = await add_user(db, "13900139000")
     await ident.gallery.enrol(first, [embed(engine, photos / "obama.jpg")])
-    enroller = ident.enroller(second, frames_needed=1)
+    enroller = ident.capture(second, frames_needed=1)
     assert (await enroller.feed(photo(photos / "obama3.jpg"))).complete
     with pytest.raises(FaceEnrolmentError) as exc:
         await enroller.finish()
@@ -173,7 +173,7 @@ async def test_the_same_face_cannot_be_enrolled_twice(db, ident, engine, photos)
 
 async def test_enrolment_from_several_frames(db, ident, photos):
     user = await add_user(db, "13800138000")
-    enroller = ident.enroller(user)  # three frames
+    enroller = ident.capture(user)  # three frames
     img = photo(photos / "obama.jpg")
     p = await enroller.feed(cv2.GaussianBlur(img, (0, 0), 4))
     assert p.outcome is FaceOutcome.BLURRY and p.accepted == 0
@@ -216,7 +216,7 @@ async def test_photos_kept_only_when_configured_and_encrypted(db, engine, photos
     gallery = Gallery(db, EmbeddingCipher(KEY), "face", images_dir=tmp_path / "faces")
     ident = FaceIdentifier(engine, gallery, section)
     user = await add_user(db, "13800138000")
-    enroller = ident.enroller(user, frames_needed=1)
+    enroller = ident.capture(user, frames_needed=1)
     await enroller.feed(photo(photos / "obama.jpg"))
     row = await enroller.finish()
     kept = sorted((tmp_path / "faces" / str(user)).iterdir())
@@ -230,7 +230,7 @@ async def test_photos_kept_only_when_configured_and_encrypted(db, engine, photos
     # default: nothing is written
     plain = FaceIdentifier(engine, Gallery(db, EmbeddingCipher(KEY), "face"), FaceSection(thresholds={"face": 0.55}))
     other = await add_user(db, "13900139000")
-    e = plain.enroller(other, frames_needed=1)
+    e = plain.capture(other, frames_needed=1)
     await e.feed(photo(photos / "biden.jpg"))
     await e.finish()
     assert e.images == []

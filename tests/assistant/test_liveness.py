@@ -33,6 +33,7 @@ from assistant.liveness import (  # noqa: E402
     LivenessState,
     run_challenge,
 )
+from assistant.messages import LivenessResult  # noqa: E402
 from devices.camera import Camera, ImageCamera  # noqa: E402
 from devices.face import InsightFaceRecognizer  # noqa: E402
 from tests.face_support import load, provisioned, turn_head, turn_print  # noqa: E402
@@ -103,7 +104,8 @@ async def test_a_still_photo_fails_by_timeout(engine, obama, tmp_path):
     )
     assert status.state is LivenessState.FAILED and status.reason == "timeout"
     assert status.peak < 5  # the pose never moved
-    assert prompts == [LivenessPrompt.TURN_LEFT, LivenessPrompt.FAILED]
+    assert prompts == [LivenessPrompt.CHALLENGE, LivenessPrompt.FAILED]
+    assert status.event() == LivenessResult(passed=False, reason="timeout")
 
 
 def test_a_flat_print_turned_in_front_of_the_camera_fails(engine, obama):
@@ -126,7 +128,7 @@ def test_a_depth_consistent_head_turn_passes_in_the_asked_direction_only(engine)
     yaws = [engine.detect(f)[0].pose.yaw for f in frames]
     assert yaws == sorted(yaws) and yaws[-1] > 20  # the nose moved to the image's right
     status = feed_all(HeadTurnChallenge(Direction.LEFT, SETTINGS), engine, frames)
-    assert status.state is LivenessState.PASSED and status.prompt == LivenessPrompt.PASSED
+    assert status.state is LivenessState.PASSED and status.event() == LivenessResult(passed=True)
     wrong = feed_all(HeadTurnChallenge(Direction.RIGHT, SETTINGS), engine, frames * 2)
     assert wrong.state is not LivenessState.PASSED
     # a mirrored camera swaps left and right
@@ -183,4 +185,5 @@ async def test_run_challenge_with_reference_on_camera_frames(engine, obama):
 def test_random_direction_and_prompts():
     seen = {HeadTurnChallenge.random(SETTINGS).direction for _ in range(40)}
     assert seen == {Direction.LEFT, Direction.RIGHT}
-    assert HeadTurnChallenge(Direction.RIGHT).turn_prompt == "liveness_turn_right"
+    assert HeadTurnChallenge(Direction.RIGHT).direction_prompt == "liveness_right"
+    assert HeadTurnChallenge(Direction.LEFT).turn_prompt == "liveness_challenge"

@@ -187,4 +187,4 @@ def test_no_card_in_view(reader, cards):
     desk = cards.photograph(np.full((540, 856, 3), (96, 110, 128), np.uint8))
     r = reader.read(desk)
     assert not r.ok and r.problem is CardProblem.NO_NUMBER
-    assert r.event() == CardRead(ok=False, problem="card_no_number")
+    assert r.event() == CardRead(ok=False, problem="card_unreadable")
