@@ -205,6 +205,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="record the customer's face consent first (demo data only)")
     p.add_argument("--staff", help="staff number recorded with the consent")
     p.set_defaults(func=_cmd_enrol_photo)
+    p = sub.add_parser("enrol-demo", help="enrol the demo customers' photos (after db seed)")
+    p.set_defaults(func=_cmd_enrol_demo)
     p = sub.add_parser("identify", help="what the kiosk decides for one photo")
     p.add_argument("photo", type=Path)
     p.set_defaults(func=_cmd_identify)
@@ -300,6 +302,44 @@ async def enrol_photos(identifier: object, user_id: int, photos: Sequence[Path])
     return await enroller.finish()
 
 
+def _cmd_enrol_demo(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(enrol_demo(config))
+
+
+async def enrol_demo(config: Config, out=None) -> int:
+    """Enrol every demo customer that has a ``face_photo`` (consent recorded as demo data).
+
+    Customers already enrolled are left as they are, so running it twice is harmless.
+    """
+    import sys
+
+    from assistant.identity import open_face_service
+    from assistant.models import Layout
+    from assistant.seed import load_demo
+
+    out = out or sys.stdout
+    data = Layout.from_config(config).data
+    done = 0
+    async with Database(database_path(config)) as db:
+        ident = await open_face_service(config, db)
+        for c in load_demo().get("customers", []):
+            if not c.get("face_photo") or not c.get("phone"):
+                continue
+            row = await db.fetchone("SELECT id FROM login_user WHERE phone = ?", (str(c["phone"]),))
+            if row is None:
+                raise FaceError(f"demo customer {c['phone']} is not in the database; run: python main.py db seed")
+            user_id = int(row[0])
+            if ident.gallery.index.owners() & {user_id}:
+                print(f"customer {user_id}: already enrolled", file=out)
+                continue
+            if not await ident.gallery.has_consent(user_id):
+                await record_consent(db, user_id, None)
+            await enrol_photos(ident, user_id, [data / str(c["face_photo"])])
+            print(f"customer {user_id}: enrolled from {c['face_photo']}", file=out)
+            done += 1
+    return 0
+
+
 def _cmd_identify(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(_identify(args, config))
 
@@ -336,6 +376,7 @@ async def _staff_id(db: Database, staff_no: str | None) -> int | None:
 
 __all__ = [
     "Calibration",
+    "enrol_demo",
     "RatePoint",
     "calibrate_folder",
     "enrol_photos",

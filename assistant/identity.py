@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from assistant.config import Config
-from assistant.enrolment import FaceEnroller
+from assistant.enrolment import EnrolmentError, FaceEnroller
 from assistant.errors import FaceError, MissingPackageError
 from assistant.face_index import EmbeddingIndex, SearchResult
 from assistant.liveness import LivenessSettings
@@ -190,7 +190,7 @@ def load_face_key(config: Config, section: FaceSection) -> bytes:
         if not path.is_absolute():
             path = config.data_dir / path
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             key = secrets.token_bytes(32)
             # O_EXCL: never overwrite a key another process created meanwhile.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -305,15 +305,16 @@ def decide(result: SearchResult, threshold: float, min_margin: float, band: floa
 # ----------------------------------------------------------------------------- gallery
 
 
-class FaceEnrolmentError(FaceError):
-    """An enrolment was refused.
+class FaceEnrolmentError(FaceError, EnrolmentError):
+    """An enrolment was refused (also an :class:`~assistant.enrolment.EnrolmentError`,
+    so the enrolment conversation handles it like its own refusals).
 
     Attributes:
         reason: no_consent, too_few_frames, inconsistent or already_enrolled.
         other_user: for already_enrolled, the customer the face already belongs to.
     """
 
-    prompt_id = "face_enrol_failed"
+    prompt_id = "enrol_failed"
 
     def __init__(self, message: str, reason: str, other_user: int | None = None) -> None:
         super().__init__(message)
@@ -590,12 +591,13 @@ class GalleryEnroller(FaceEnroller):
 
     Args:
         gallery: the loaded gallery.
-        agreement: every pair of captured frames must score at least this.
+        agreement: every pair of captured frames must score at least this (the
+            conversation already checks its frames, so by default nothing more).
         duplicate_threshold: refuse a face that already matches another customer at
             this score (normally the model's match threshold).
     """
 
-    def __init__(self, gallery: Gallery, agreement: float = 0.5, duplicate_threshold: float | None = None) -> None:
+    def __init__(self, gallery: Gallery, agreement: float = -1.0, duplicate_threshold: float | None = None) -> None:
         self.gallery = gallery
         self.agreement = agreement
         self.duplicate_threshold = duplicate_threshold

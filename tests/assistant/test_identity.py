@@ -13,6 +13,7 @@ import pytest
 cv2 = pytest.importorskip("cv2", reason="OpenCV (the face extra) is not installed")
 
 from assistant.config import Config  # noqa: E402
+from assistant.enrolment import EnrolmentError  # noqa: E402
 from assistant.errors import FaceError  # noqa: E402
 from assistant.face_index import Candidate, SearchResult  # noqa: E402
 from assistant.identity import (  # noqa: E402
@@ -149,7 +150,8 @@ async def test_consent_is_required_and_forget_withdraws_it(db, ident, engine, ph
     no_consent = await add_user(db, "13600136000", consent=False)
     with pytest.raises(FaceEnrolmentError) as exc:
         await ident.gallery.enrol(no_consent, [embed(engine, photos / "obama.jpg")])
-    assert exc.value.reason == "no_consent" and exc.value.prompt_id == "face_enrol_failed"
+    assert exc.value.reason == "no_consent" and exc.value.prompt_id == "enrol_failed"
+    assert isinstance(exc.value, EnrolmentError)  # the conversation handles it like its own
     user = await add_user(db, "13800138000")
     await ident.gallery.enrol(user, [embed(engine, photos / "obama.jpg")])
     assert (await ident.look(photo(photos / "obama3.jpg"))).customer_id == user
