@@ -154,7 +154,9 @@ class EmbeddingIndex:
 
     def _top_two(self, rows: np.ndarray | None, scores: np.ndarray) -> tuple[Candidate | None, Candidate | None]:
         owners = self._owners[: self._n] if rows is None else self._owners[rows]
-        scores = np.where(owners >= 0, scores, -np.inf)
+        if self._dead:
+            # removed rows (owner -1) must never be a candidate
+            scores = np.where(owners >= 0, scores, -np.inf)
         k = min(self.shortlist, scores.shape[0])
         top = np.argpartition(scores, -k)[-k:]
         top = top[np.argsort(scores[top])[::-1]]

@@ -114,3 +114,32 @@ def test_enrol_identify_forget_purge_commands(cli_config, tmp_path, capsys):
             return [tuple(r) for r in await db.fetchall("SELECT granted, staff_id FROM consent ORDER BY id")]
 
     assert asyncio.run(consents()) == [(1, 1), (0, 1)]
+
+
+def test_enrol_demo_customers(tmp_path, monkeypatch, capsys):
+    from assistant.seed import seed
+
+    monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(
+        f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[storage]\npath = "{tmp_path / "kiosk.db"}"\n'
+        f'[models]\nmodels_dir = "{provisioned("face").parent}"\n'
+        f'data_dir = "{provisioned("face-images").parent}"\n'
+        "[face]\nthresholds = { face = 0.55 }\n"
+    )
+
+    async def seeded():
+        async with Database(tmp_path / "kiosk.db") as db:
+            report = await seed(db, tmp_path / "var")
+            return report.face_photos
+
+    photos = asyncio.run(seeded())
+    assert len(photos) == 1
+    user_id = next(iter(photos))
+    assert cli_main(["--config", str(cfg), "face", "enrol-demo"]) == 0
+    assert f"customer {user_id}: enrolled from face-images/obama.jpg" in capsys.readouterr().out
+    assert cli_main(["--config", str(cfg), "face", "enrol-demo"]) == 0
+    assert "already enrolled" in capsys.readouterr().out
+    assert cli_main(["--config", str(cfg), "face", "identify", str(provisioned("face-images") / "obama2.jpg")]) == 0
+    assert f"outcome=identified customer_id={user_id}" in capsys.readouterr().out

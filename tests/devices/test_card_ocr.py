@@ -188,3 +188,12 @@ def test_no_card_in_view(reader, cards):
     r = reader.read(desk)
     assert not r.ok and r.problem is CardProblem.NO_NUMBER
     assert r.event() == CardRead(ok=False, problem="card_unreadable")
+
+
+def test_reader_from_the_config(reader, cards):
+    from devices.card_ocr import create_card_reader
+    from tests.face_support import project_config
+
+    configured = create_card_reader(project_config())
+    r = configured.read(cards.photograph(cards.render_card(ICBC16)))
+    assert r.ok and r.number.last4 == "7894"
