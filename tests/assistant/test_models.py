@@ -340,3 +340,22 @@ def test_real_registry_artefact_installs(tmp_path):
     rec = json.loads((layout.models / "installed.json").read_text())["entries"]["face-images"]
     assert rec["sources"][0]["package"] == "face-recognition"
     assert (layout.cache / "face_recognition-1.3.0.tar.gz").is_file()
+
+
+def test_official_address_is_used_where_reachable(kit, tmp_path):
+    """The url path, exercised with a file: address (no network in tests)."""
+    text = kit.manifest.path.read_text().replace(
+        "https://models.invalid/asr-small-0.1.zip", kit.zipped.as_uri()
+    )
+    kit.manifest.path.write_text(text)
+    layout = Layout(kit.layout.models, kit.layout.data, kit.layout.cache, kit.layout.manifest,
+                    type(kit.layout.settings)(allow_url=True, url_timeout_s=5))
+    manifest = load_manifest(kit.manifest.path)
+    out = Installer(layout, manifest).install("asr-small-0.1")
+    assert out.status == "installed", out.detail
+    assert (layout.cache / "asr-small-0.1.zip").read_bytes() == kit.zipped.read_bytes()
+    # an address that cannot be reached says what to do instead
+    kit.manifest.path.write_text(text.replace(kit.zipped.as_uri(), (tmp_path / "gone.zip").as_uri()))
+    (layout.cache / "asr-small-0.1.zip").unlink()
+    out = Installer(layout, load_manifest(kit.manifest.path)).install("asr-small-0.1", force=True)
+    assert out.status == "not-installed" and "provide --from FILE" in out.detail
