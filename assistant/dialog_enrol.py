@@ -400,7 +400,13 @@ class EnrolmentSteps:
             self._say(Prompt.NO_CARD_BOUND)
             self._ask_method()
             return
-        await enrol.commit()
+        try:
+            await enrol.commit()
+        except EnrolmentError as exc:
+            # e.g. the face already belongs to another customer: say why, keep nothing.
+            self._say(exc.prompt_id)
+            self._cancel_enrolment()
+            return
         self._say(Prompt.ENROL_DONE)
         self._end_session()
 

@@ -359,6 +359,8 @@ class Prompt(StrEnum):
     """Gentle re-prompt after a long silence: I'm listening, take your time, or use the keys."""
     TTS_SELF_TEST = "tts_self_test"
     """A short sentence with Hanzi and an amount, spoken by the voice self-test at start-up."""
+    CARD_CUT_OFF = "card_cut_off"
+    """The card number is not fully in view; put the whole card inside the frame."""
 
 
 class Label(StrEnum):
