@@ -247,6 +247,8 @@ class DialogServices:
     """Locale packs a customer can switch to."""
     hall_phone: str = ""
     staff_present: bool = True
+    voice_available: bool = True
+    """False when the customer cannot be heard (no recogniser or microphone): keypad only."""
     spawn: Callable[[Awaitable[Event | None]], None] | None = None
     """Run a background wait whose result (an event) is fed back to the dialog."""
 
@@ -629,6 +631,8 @@ class Dialog(EnrolmentSteps):
         self.session = Session()
         self._new_turn()
         self._say(Prompt.WELCOME)
+        if not self.services.voice_available:
+            self._say(Prompt.KEYPAD_ONLY)
         self._say(Prompt.LOOKING)
         self._show(Screen.IDENTIFY, guidance=Prompt.LOOKING)
         self._out.append(DeviceAction("camera", "identify"))

@@ -108,8 +108,6 @@ class SandboxConfig:
     """How long the kiosk waits for a gateway answer."""
     card_limit_fen: int = 500_000
     """Per-transaction limit of the sandbox bank (declines above it)."""
-    face_only_limit_fen: int = 20_000
-    """Above this amount a face match alone is not enough: liveness + read-back too."""
 
 
 SANDBOX_SCHEMA = (
