@@ -16,7 +16,7 @@ import abc
 import asyncio
 import importlib
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -172,6 +172,12 @@ class CashDevice(abc.ABC):
 
     unit: Unit
     """``Unit.NOTES`` or ``Unit.COINS``."""
+    listener: Callable[[str, str, dict[str, Any]], None] | None = None
+    """Called with (unit, command, args) for every command that changes something (transcript)."""
+
+    def link_stats(self) -> dict[str, int]:
+        """Counters of link trouble that was recovered from (retransmissions, corrupt replies)."""
+        return {}
 
     @abc.abstractmethod
     async def open(self) -> UnitInfo:

@@ -310,6 +310,15 @@ class SimUnit:
         self.queue.clear()
         if self.op is not None and self.op.kind == "dispensing":
             events.append(PollEvent(Event.DISPENSING, values=(self.op.paid,)))
+        # moves in progress are reported on every poll until they finish, as the units do
+        progress = {
+            "jammed": PollEvent(Event.UNSAFE_JAM),
+            "reading": PollEvent(Event.READ_NOTE, channel=0),
+            "stacking": PollEvent(Event.STACKING),
+            "rejecting": PollEvent(Event.REJECTING),
+        }
+        if self.op is not None and self.op.kind in progress:
+            events.append(progress[self.op.kind])
         self.after_poll(events, now)
         self.dirty = True
         return ssp.encode_poll_events(events, self.country)
@@ -492,7 +501,6 @@ class SimNoteRecycler(SimUnit):
             self.tally("back", value, 1)
             return False
         self.op = _Op(kind="reading", value=value, until=now + self.timing.t(self.timing.read_s))
-        self.queue.append(PollEvent(Event.READ_NOTE, channel=0))
         self.dirty = True
         return True
 
@@ -542,7 +550,6 @@ class SimNoteRecycler(SimUnit):
             self.op = _Op(kind="jammed", value=op.value, route=route)
             events.append(PollEvent(Event.UNSAFE_JAM))
             return
-        events.append(PollEvent(Event.STACKING))
         self.op = _Op(kind="stacking", value=op.value, route=route,
                       until=now + self.timing.t(self.timing.stack_s))
 
@@ -560,7 +567,6 @@ class SimNoteRecycler(SimUnit):
     def _start_reject(self, now: float) -> None:
         op = self.op
         assert op is not None
-        self.queue.append(PollEvent(Event.REJECTING))
         self.op = _Op(kind="rejecting", value=op.value, until=now + self.timing.t(self.timing.reject_s))
         self.dirty = True
 

@@ -234,8 +234,7 @@ class SspUnit(CashDevice):
         self._pending: list[DeviceEvent] = []
         self._lock = asyncio.Lock()
         self.owns_port = owns_port
-        self.listener: Callable[[str, str, dict[str, Any]], None] | None = None
-        """Called with (unit, command, args) for every command that changes something."""
+        self.listener = None
 
     # -- plumbing ---------------------------------------------------------------------
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -262,6 +261,9 @@ class SspUnit(CashDevice):
     @property
     def denominations(self) -> tuple[int, ...]:
         return tuple(sorted(self._values))
+
+    def link_stats(self) -> dict[str, int]:
+        return {"retransmissions": self.link.retransmissions, "crc_errors": self.port.crc_errors}
 
     # -- lifecycle --------------------------------------------------------------------
     async def open(self) -> UnitInfo:
