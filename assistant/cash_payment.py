@@ -259,9 +259,11 @@ class CashPaymentService:
         if not isinstance(due_fen, int) or due_fen <= 0:
             raise PaymentError(f"cash payment {payment_id}: amount due must be positive fen")
         a = self._active
+        if a is not None and a.pid == payment_id:
+            return
+        if self._link_down:
+            raise CashDeviceNotResponding(f"cash unit(s) {', '.join(sorted(self._link_down))} not answering")
         if a is not None:
-            if a.pid == payment_id:
-                return
             raise CashPaymentBusy(f"cash payment {a.pid} is still open")
         existing = await cash_journal.load(self.db, payment_id)
         if existing is not None:
@@ -271,8 +273,6 @@ class CashPaymentService:
         leftovers = await cash_journal.open_payment_ids(self.db)
         if leftovers or not self._recovered:
             await self.recover()
-        if self._link_down:
-            raise CashDeviceNotResponding(f"cash unit(s) {', '.join(sorted(self._link_down))} not answering")
         await self._load_locks()
         if Unit.NOTES in self._locked and Unit.COINS in self._locked:
             raise CashUnitLocked("both cash units are locked for a cassette exchange")

@@ -305,9 +305,16 @@ class SimUnit:
             op.until += self.timing.t(self.timing.dispense_s)
 
     def poll(self, now: float) -> bytes:
-        """POLL reply data after OK: queued events (drained) plus progress."""
-        events = list(self.queue)
-        self.queue.clear()
+        """POLL reply data after OK: queued events (as many as fit in one reply) plus progress."""
+        events: list[PollEvent] = []
+        size = 0
+        while self.queue:
+            # a reply carries at most 255 data bytes: the rest waits for the next poll
+            n = len(ssp.encode_poll_events([self.queue[0]], self.country))
+            if size + n > 200:
+                break
+            events.append(self.queue.pop(0))
+            size += n
         if self.op is not None and self.op.kind == "dispensing":
             events.append(PollEvent(Event.DISPENSING, values=(self.op.paid,)))
         # moves in progress are reported on every poll until they finish, as the units do
@@ -851,7 +858,11 @@ class CashSimulator:
             if unit is None or unit not in self._units_on(port):
                 continue
             self.frames_in += 1
-            reply = unit.frame_in(frame, now)
+            try:
+                reply = unit.frame_in(frame, now)
+            except Exception:  # a simulator bug must not look like dead hardware
+                log.exception("simulated unit %s failed on 0x%02X", unit.name, frame.data[0])
+                continue
             if reply is not None:
                 with contextlib.suppress(OSError):
                     os.write(port.master, reply)

@@ -53,6 +53,10 @@ try:
     import serial
 except ImportError:  # pragma: no cover - pyserial is a core dependency
     serial = None
+try:
+    from termios import error as TermiosError  # noqa: N812 - a vanished pty raises this, not OSError
+except ImportError:  # pragma: no cover - not POSIX
+    TermiosError = OSError  # noqa: N816
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ class SerialPort:
                     self.path, self.baudrate, bytesize=8, parity="N", stopbits=2,
                     timeout=0.01, write_timeout=1.0, exclusive=False,
                 )
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, TermiosError) as exc:
                 raise CashDeviceNotResponding(f"cash port {self.path} cannot be opened: {exc}") from None
             self._decoder.reset()
 
@@ -99,7 +103,7 @@ class SerialPort:
         """Close the port (safe to call twice)."""
         with self._lock:
             if self._ser is not None:
-                with contextlib.suppress(serial.SerialException, OSError):
+                with contextlib.suppress(serial.SerialException, OSError, TermiosError):
                     self._ser.close()
                 self._ser = None
 
@@ -132,7 +136,7 @@ class SerialPort:
                         if item.address == address and item.seq == seq:
                             return item
                 return None
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, TermiosError) as exc:
                 raise CashPortLost(f"cash port {self.path} failed: {exc}") from None
 
 
