@@ -215,7 +215,7 @@ class CashPaymentService:
             await dev.open()
             await dev.enable()
             self._levels[unit] = await dev.levels()
-        await self._sync_books()
+        await self._sync_books(correct=False)
         await self._load_locks()
         self._running = True
         for unit in self.units:
@@ -358,6 +358,11 @@ class CashPaymentService:
             result = await self._recover_one(pid, "restart")
             if result is not None:
                 out.append(result)
+        if not await cash_journal.open_payment_ids(self.db):
+            for unit, dev in self.units.items():
+                if unit not in self._link_down:
+                    self._levels[unit] = await dev.levels()
+            await self._sync_books(correct=True)
         if not self._recovered:
             self._recovered = True
             self._paused -= 1
@@ -374,8 +379,12 @@ class CashPaymentService:
                     out[(str(unit), value)] = n
         return out
 
-    async def _sync_books(self) -> None:
-        """Bring ``cash_unit`` in line with what the units report (first start or after staff work)."""
+    async def _sync_books(self, correct: bool) -> None:
+        """Open the books for a unit seen for the first time; with ``correct``, match the units.
+
+        Corrections are only made when no payment is open: a payment interrupted by a crash
+        moved cash the journal has not recorded yet, and recovery books that movement itself.
+        """
         async with self.db.transaction() as tx:
             for unit in (Unit.NOTES, Unit.COINS):
                 cur = await tx.execute(
@@ -390,8 +399,8 @@ class CashPaymentService:
                             "INSERT INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, 0)",
                             (str(unit), value),
                         )
-                    if delta:
-                        reason = "initial" if value not in books else "correction"
+                    if delta and (correct or not books):
+                        reason = "initial" if not books else "correction"
                         if reason == "correction":
                             log.warning("cash books: %s %d fen were %d, unit reports %d",
                                         unit, value, books.get(value, 0), have)
@@ -904,6 +913,8 @@ class CashPaymentService:
                     requested_fen=amount, inserted_fen=a.inserted,
                 )
         self._levels[unit] = after
+        if ok:
+            self._faults[unit].discard(str(DeviceEventKind.DEVICE_FULL))  # room again
         await self._checkpoint("payout_done")
         if not ok:
             self._payout_faults.add(unit)

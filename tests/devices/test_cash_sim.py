@@ -80,13 +80,15 @@ async def test_watchdog_disables_a_unit_whose_host_went_quiet(tmp_path: Path) ->
         sim.stop()
 
 
+def _start(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "devices.cash_sim", *args], cwd=root,
+                            stdout=subprocess.PIPE, text=True)
+
+
 async def test_simulator_as_its_own_process(tmp_path: Path, root: Path) -> None:
     link, sock, state = tmp_path / "ssp.tty", tmp_path / "sim.sock", tmp_path / "sim.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devices.cash_sim", "--link", str(link), "--control", str(sock),
-         "--state", str(state), "--notes", "2000=3", "--coins", "50=2", "--speed", "50"],
-        cwd=root, stdout=subprocess.PIPE, text=True,
-    )
+    proc = _start(root, "--link", str(link), "--control", str(sock), "--state", str(state),
+                  "--notes", "2000=3", "--coins", "50=2", "--speed", "50")
     try:
         line = proc.stdout.readline()
         assert line.startswith("READY ") and line.split()[1] == str(link)

@@ -31,7 +31,7 @@ async def units(sim):
     await coins.close()
 
 
-async def poll_until(dev, kind: DeviceEventKind, timeout: float = 5.0) -> list:
+async def poll_until(dev, kind: DeviceEventKind, timeout: float = 5.0) -> list:  # noqa: ASYNC109 - test helper
     seen = []
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
