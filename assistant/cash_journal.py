@@ -14,6 +14,7 @@ to check every fen.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +23,8 @@ from typing import Any
 import aiosqlite
 
 from assistant.storage import Database
+
+log = logging.getLogger(__name__)
 
 
 class Step(StrEnum):
@@ -84,6 +87,57 @@ async def append(
         (payment_id, str(step), state, int(amount_fen), json.dumps(detail, sort_keys=True)),
     )
     return int(cur.lastrowid or 0)
+
+
+async def record_movement(
+    tx: aiosqlite.Connection, unit: str, value: int, delta: int, reason: str,
+    payment_id: str | None = None,
+) -> None:
+    """Record a cash movement and keep the books (``cash_unit``) in step, inside ``tx``.
+
+    Reasons: initial, correction, stacked, accepted, dispensed, missing, unassigned,
+    exchange_out, exchange_in.
+    """
+    await tx.execute(
+        "INSERT INTO cash_movement(unit, denomination_fen, delta, reason, payment_id) VALUES (?, ?, ?, ?, ?)",
+        (str(unit), value, delta, reason, payment_id),
+    )
+    await tx.execute(
+        "INSERT INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, max(?, 0)) "
+        "ON CONFLICT(unit, denomination_fen) DO UPDATE SET count = max(count + ?, 0)",
+        (str(unit), value, delta, delta),
+    )
+
+
+async def sync_books(
+    db: Database, levels: Mapping[str, Mapping[int, int]], note_values: Iterable[int], correct: bool
+) -> dict[str, dict[int, int]]:
+    """Open the books of units seen for the first time (their levels are the opening count);
+    with ``correct``, also book the difference between the books and what the units report.
+
+    Returns the corrections made (unit -> value -> delta). Only correct when no payment
+    is open: an interrupted payment moved cash that its recovery books itself.
+    """
+    made: dict[str, dict[int, int]] = {}
+    async with db.transaction() as tx:
+        for unit, unit_levels in levels.items():
+            cur = await tx.execute("SELECT denomination_fen, count FROM cash_unit WHERE unit = ?", (str(unit),))
+            books = {int(r[0]): int(r[1]) for r in await cur.fetchall()}
+            for value, have in unit_levels.items():
+                if value not in books:
+                    await tx.execute("INSERT INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, 0)",
+                                     (str(unit), value))
+                delta = have - books.get(value, 0)
+                if delta and (correct or not books):
+                    await record_movement(tx, str(unit), value, delta, "correction" if books else "initial")
+                    if books:
+                        made.setdefault(str(unit), {})[value] = delta
+        for value in note_values:
+            await tx.execute("INSERT OR IGNORE INTO cash_unit(unit, denomination_fen, count) VALUES ('cashbox', ?, 0)",
+                             (value,))
+    for unit, deltas in made.items():
+        log.warning("cash books of %s corrected to what the unit reports: %s", unit, deltas)
+    return made
 
 
 @dataclass

@@ -39,7 +39,7 @@ from typing import Any
 
 from assistant import cash_journal
 from assistant.billing import Billing
-from assistant.cash_journal import Outcome, PaymentState, Step
+from assistant.cash_journal import Outcome, PaymentState, Step, record_movement, sync_books
 from assistant.change import best_change
 from assistant.errors import (
     BillingError,
@@ -368,6 +368,16 @@ class CashPaymentService:
             self._paused -= 1
         return out
 
+    async def refresh(self) -> None:
+        """Re-read cassette locks and unit levels (after a cassette exchange by bank staff)."""
+        await self._load_locks()
+        for unit, dev in self.units.items():
+            if unit not in self._link_down and unit not in self._locked:
+                self._levels[unit] = await dev.levels()
+        if self._active is None:
+            self._accepting = {u: None for u in self.units}
+            await self._apply_acceptance()
+
     # ================================================================= books
     def _stock(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
@@ -385,31 +395,8 @@ class CashPaymentService:
         Corrections are only made when no payment is open: a payment interrupted by a crash
         moved cash the journal has not recorded yet, and recovery books that movement itself.
         """
-        async with self.db.transaction() as tx:
-            for unit in (Unit.NOTES, Unit.COINS):
-                cur = await tx.execute(
-                    "SELECT denomination_fen, count FROM cash_unit WHERE unit = ?", (str(unit),)
-                )
-                books = {int(r[0]): int(r[1]) for r in await cur.fetchall()}
-                for value in self.units[unit].denominations:
-                    have = self._levels[unit].get(value, 0)
-                    delta = have - books.get(value, 0)
-                    if value not in books:
-                        await tx.execute(
-                            "INSERT INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, 0)",
-                            (str(unit), value),
-                        )
-                    if delta and (correct or not books):
-                        reason = "initial" if not books else "correction"
-                        if reason == "correction":
-                            log.warning("cash books: %s %d fen were %d, unit reports %d",
-                                        unit, value, books.get(value, 0), have)
-                        await _move(tx, unit, value, delta, reason, None)
-            for value in self.units[Unit.NOTES].denominations:
-                await tx.execute(
-                    "INSERT OR IGNORE INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, 0)",
-                    (str(Unit.CASHBOX), value),
-                )
+        await sync_books(self.db, {u: self._levels[u] for u in (Unit.NOTES, Unit.COINS)},
+                         self.units[Unit.NOTES].denominations, correct=correct)
 
     async def _load_locks(self) -> None:
         rows = await self.db.fetchall("SELECT unit FROM cash_exchange WHERE state = 'open'")
@@ -583,7 +570,7 @@ class CashPaymentService:
         async with self.db.transaction() as tx:
             await cash_journal.append(tx, a.pid, Step.NOTE, "done", value, value=value, route=route,
                                       intent=a.pending_intent)
-            await _move(tx, Unit.NOTES if route == "store" else Unit.CASHBOX, value, 1, "stacked", a.pid)
+            await record_movement(tx, Unit.NOTES if route == "store" else Unit.CASHBOX, value, 1, "stacked", a.pid)
         if route == "store":
             lv = self._levels[Unit.NOTES]
             lv[value] = lv.get(value, 0) + 1
@@ -622,7 +609,7 @@ class CashPaymentService:
             return
         async with self.db.transaction() as tx:
             await cash_journal.append(tx, a.pid, Step.COIN, "done", value, value=value)
-            await _move(tx, Unit.COINS, value, 1, "accepted", a.pid)
+            await record_movement(tx, Unit.COINS, value, 1, "accepted", a.pid)
         lv = self._levels[Unit.COINS]
         lv[value] = lv.get(value, 0) + 1
         a.inserted += value
@@ -633,7 +620,7 @@ class CashPaymentService:
     async def _unassigned(self, unit: Unit, value: int, why: str) -> None:
         log.warning("cash: %s of %d fen in %s with no open payment", why, value, unit)
         async with self.db.transaction() as tx:
-            await _move(tx, unit, value, 1, "unassigned", None)
+            await record_movement(tx, unit, value, 1, "unassigned", None)
         if unit in (Unit.NOTES, Unit.COINS):
             lv = self._levels[unit]
             lv[value] = lv.get(value, 0) + 1
@@ -903,9 +890,9 @@ class CashPaymentService:
                 missing=_str_keys(missing),
             )
             for value, n in dispensed.items():
-                await _move(tx, unit, value, -n, "dispensed", a.pid)
+                await record_movement(tx, unit, value, -n, "dispensed", a.pid)
             for value, n in missing.items():
-                await _move(tx, unit, value, -n, "missing", a.pid)
+                await record_movement(tx, unit, value, -n, "missing", a.pid)
             if not ok:
                 await cash_journal.append(
                     tx, a.pid, Step.FAULT, "info", unit=str(unit),
@@ -1038,7 +1025,7 @@ class CashPaymentService:
                     route = "store" if now.stored > int(before.get("stored", 0)) else "cashbox"
                     await cash_journal.append(tx, pid, Step.NOTE, "done", value, value=value, route=route,
                                               intent=st.pending_note["id"], recovered=True)
-                    await _move(tx, Unit.NOTES if route == "store" else Unit.CASHBOX, value, 1, "stacked", pid)
+                    await record_movement(tx, Unit.NOTES if route == "store" else Unit.CASHBOX, value, 1, "stacked", pid)
                     found["note"] = {"value": value, "stacked": route}
                 else:
                     await cash_journal.append(tx, pid, Step.NOTE, "failed", 0, value=value,
@@ -1053,7 +1040,7 @@ class CashPaymentService:
                 for v, n in sorted(extra.items()):
                     for _ in range(n):
                         await cash_journal.append(tx, pid, Step.COIN, "done", v, value=v, recovered=True)
-                        await _move(tx, Unit.COINS, v, 1, "accepted", pid)
+                        await record_movement(tx, Unit.COINS, v, 1, "accepted", pid)
                 if extra:
                     found["coins"] = _str_keys(extra)
                 await cash_journal.append(tx, pid, Step.ACCEPT_OFF, "done", coin_levels=_str_keys(now_levels))
@@ -1064,7 +1051,7 @@ class CashPaymentService:
                 await cash_journal.append(tx, pid, Step.PAYOUT, "done", paid, intent=p.intent_id, unit=p.unit,
                                           dispensed=_str_keys(dispensed), recovered=True)
                 for v, n in dispensed.items():
-                    await _move(tx, Unit(p.unit), v, -n, "dispensed", pid)
+                    await record_movement(tx, Unit(p.unit), v, -n, "dispensed", pid)
                 found.setdefault("payouts", []).append({"unit": p.unit, "paid_fen": paid})
             await cash_journal.append(tx, pid, Step.RECOVERY, "info", **found)
         self._levels = levels_now
@@ -1199,16 +1186,3 @@ def _split_dispensed(
             left -= n * v
     missing = {v: drop[v] - dispensed.get(v, 0) for v in drop if drop[v] > dispensed.get(v, 0)}
     return dispensed, missing
-
-
-async def _move(tx: Any, unit: Unit, value: int, delta: int, reason: str, payment_id: str | None) -> None:
-    """Record a cash movement and keep ``cash_unit`` in step (same transaction)."""
-    await tx.execute(
-        "INSERT INTO cash_movement(unit, denomination_fen, delta, reason, payment_id) VALUES (?, ?, ?, ?, ?)",
-        (str(unit), value, delta, reason, payment_id),
-    )
-    await tx.execute(
-        "INSERT INTO cash_unit(unit, denomination_fen, count) VALUES (?, ?, max(?, 0)) "
-        "ON CONFLICT(unit, denomination_fen) DO UPDATE SET count = max(count + ?, 0)",
-        (str(unit), value, delta, delta),
-    )

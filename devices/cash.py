@@ -305,8 +305,9 @@ class CashConfig:
     """Device backend by name: ``ssp`` (pyserial driver)."""
     simulate: bool = True
     """Start the SSP simulator on a pseudo-terminal inside the kiosk and drive it."""
-    port: str = "var/cash/ssp.tty"
-    """Serial port shared by both units (SSP is a multi-drop bus); the simulator makes it a link to its pty."""
+    port: str = "cash/ssp.tty"
+    """Serial port shared by both units (SSP is a multi-drop bus), e.g. ``/dev/ttyUSB0``;
+    relative paths are in the kiosk data folder (the simulator makes it a link to its pty)."""
     notes_port: str = ""
     """Port of the note recycler if it has its own (empty = ``port``)."""
     coins_port: str = ""
@@ -335,8 +336,8 @@ class CashConfig:
     """Longest wait for a payout to finish before calling staff."""
     reconnect_interval_s: float = 2.0
     """How often to try a lost port again."""
-    sim_state: str = "var/cash/sim.json"
-    """Where the simulator keeps its cassette counts (survives a kiosk crash)."""
+    sim_state: str = "cash/sim.json"
+    """Where the simulator keeps its cassette counts (survives a kiosk crash); relative to the data folder."""
     sim_notes: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_NOTES))
     """Simulator's initial note float: fen value -> count."""
     sim_coins: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_COINS))
@@ -399,7 +400,8 @@ def create_cash_units(cfg: CashConfig, root: Path, *, start_simulator: bool | No
 
     Args:
         cfg: the ``[cash]`` section.
-        root: folder relative paths in the config are resolved against.
+        root: folder relative paths in the config are resolved against (the kiosk's
+            data folder, ``Config.data_dir``).
         start_simulator: override ``cfg.simulate``.
     """
     module_name = _BACKENDS.get(cfg.backend)
