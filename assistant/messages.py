@@ -37,6 +37,27 @@ class Digits:
 
 
 @dataclass(frozen=True)
+class Masked:
+    """A masked personal value: how it is shown and how it is spoken."""
+
+    display: str
+    """Shown on screen, e.g. 张** or ****1234."""
+    spoken: str
+    """Spoken form without mask characters, e.g. the surname only."""
+
+
+@dataclass(frozen=True)
+class SecretDigits:
+    """Digits the customer must hear and see in full (a card number read-back) but that
+    are never written to a log or transcript: those show only the last four."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"SecretDigits(****{self.text[-4:]})"
+
+
+@dataclass(frozen=True)
 class Count:
     """A plain integer count (e.g. number of notes), spoken as a number."""
 
@@ -73,6 +94,8 @@ class EventKind(StrEnum):
     TIMEOUT = "timeout"
     SPEECH_FINISHED = "speech_finished"
     STAFF = "staff"
+    PAYMENT = "payment"
+    LIVENESS = "liveness"
 
 
 class Key(StrEnum):
@@ -244,6 +267,58 @@ class SpeechFinished(Event):
     kind: EventKind = field(default=EventKind.SPEECH_FINISHED, init=False)
 
 
+@dataclass(frozen=True)
+class FaceCaptured(Event):
+    """During enrolment, one more good frame of the customer's face was kept."""
+
+    frames: int
+    """How many good frames are kept so far."""
+    kind: EventKind = field(default=EventKind.FACE, init=False)
+
+
+@dataclass(frozen=True)
+class LivenessResult(Event):
+    """The head-turn liveness challenge finished."""
+
+    passed: bool
+    """True when a real, turning head was seen."""
+    reason: str = ""
+    """Why it failed (no movement, wrong direction, face changed...)."""
+    kind: EventKind = field(default=EventKind.LIVENESS, init=False)
+
+
+@dataclass(frozen=True)
+class PaymentDone(Event):
+    """A payment (any method) reached its end: posted, or failed with nothing charged."""
+
+    payment_id: str
+    """The payment's id (also its idempotency key)."""
+    ok: bool
+    """True when the bill was posted."""
+    paid_fen: int = 0
+    """Amount posted against the bill."""
+    inserted_fen: int = 0
+    """Cash received (cash payments)."""
+    change_fen: int = 0
+    """Change paid out."""
+    credited_fen: int = 0
+    """Amount credited to the account as prepayment (undispensable change, excess)."""
+    problem: str = ""
+    """Prompt id explaining a failure."""
+    kind: EventKind = field(default=EventKind.PAYMENT, init=False)
+
+
+@dataclass(frozen=True)
+class StaffCommand(Event):
+    """A staff function was requested (voice phrase, staff menu or CLI)."""
+
+    command: str
+    """What: start_enrolment, reload_locales, cassette_exchange..."""
+    staff_id: int | None = None
+    """Verified staff member, when known."""
+    kind: EventKind = field(default=EventKind.STAFF, init=False)
+
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -258,6 +333,7 @@ class CommandKind(StrEnum):
     CANCEL_TIMER = "cancel_timer"
     DEVICE = "device"
     SET_VOICE = "set_voice"
+    SET_TEXT_SIZE = "set_text_size"
     END_SESSION = "end_session"
 
 
@@ -348,6 +424,15 @@ class SetVoice(Command):
     reset: bool = False
     """Back to the defaults (a new customer)."""
     kind: CommandKind = field(default=CommandKind.SET_VOICE, init=False)
+
+
+@dataclass(frozen=True)
+class SetTextSize(Command):
+    """Change the text size for the current customer."""
+
+    scale: float
+    """1.0 is the default; the largest is 1.5."""
+    kind: CommandKind = field(default=CommandKind.SET_TEXT_SIZE, init=False)
 
 
 @dataclass(frozen=True)

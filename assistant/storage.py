@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from assistant.config import Config
 from assistant.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,22 @@ MIGRATIONS: list[tuple[str, ...]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+@dataclass(frozen=True)
+class StorageSection:
+    """The ``[storage]`` config section."""
+
+    path: str = "var/kiosk.db"
+    """The SQLite database file (relative to the project root, or absolute)."""
+
+
+def database_path(config: Config) -> Path:
+    """Where the kiosk database lives; under ``KIOSK_DATA_DIR`` when that is set."""
+    section = config.section("storage", StorageSection)
+    if os.environ.get("KIOSK_DATA_DIR") and not Path(section.path).is_absolute():
+        return config.data_dir / Path(section.path).name
+    return config.resolve(section.path)
+
+
 class Database:
     """An aiosqlite connection with the kiosk's pragmas and write discipline.
 
@@ -234,6 +253,9 @@ class Database:
                 f"{self.path}: cannot use the database ({exc}); restore it from the last "
                 "backup or move it aside to start a new one"
             ) from None
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:

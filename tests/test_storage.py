@@ -23,9 +23,8 @@ async def test_new_database_is_wal_and_migrated(db: Database) -> None:
 
 async def test_reopen_keeps_version_and_data(tmp_path) -> None:
     path = tmp_path / "k.db"
-    async with Database(path) as d:
-        async with d.transaction() as tx:
-            await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('u1', '13800138000')")
+    async with Database(path) as d, d.transaction() as tx:
+        await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('u1', '13800138000')")
     async with Database(path) as d:
         assert await d.version() == SCHEMA_VERSION
         row = await d.fetchone("SELECT phone FROM login_user WHERE uid='u1'")

@@ -1,0 +1,466 @@
+"""The dialog state machine, driven by scripts of real events against a real ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from assistant.billing import LedgerBilling
+from assistant.customers import CustomerDirectory
+from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices
+from assistant.messages import (
+    ActionChosen,
+    Amount,
+    CashEvent,
+    CashEventKind,
+    Digits,
+    FaceOutcome,
+    FaceSeen,
+    Key,
+    KeyPressed,
+    Say,
+    SetVoice,
+    Timeout,
+    Utterance,
+)
+from assistant.seed import seed
+from tests.dialog_script import SPAWNED, Spawner, Step, run_dialog
+
+
+@dataclass
+class Result:
+    ok: bool
+    inserted_fen: int
+    change_fen: int
+    credited_fen: int
+    posted_fen: int
+
+
+@dataclass
+class FakeCash(CashPayments):
+    """Records what the dialog asked; the script injects the cash events."""
+
+    begun: list[tuple[str, str, int]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    result: Result | None = None
+
+    async def begin(self, payment_id, account_no, due_fen, user_id):
+        self.begun.append((payment_id, account_no, due_fen))
+
+    async def accept_excess_as_credit(self, payment_id):
+        pass
+
+    async def cancel(self, payment_id):
+        self.cancelled.append(payment_id)
+        self.result = Result(False, 0, 0, 0, 0)
+
+    def change_available(self):
+        return {5000: 2, 1000: 5, 100: 20, 10: 50}
+
+    async def wait_finished(self, payment_id, timeout):
+        assert self.result is not None
+        return self.result
+
+
+@pytest.fixture
+async def services(db, tmp_path, understanding):
+    await seed(db, tmp_path)
+    spawner = Spawner()
+    svc = DialogServices(
+        billing=LedgerBilling(db),
+        customers=CustomerDirectory(db),
+        understanding=understanding,
+        cash=FakeCash(),
+        packs=("zh-CN", "yue", "zh-CN-sichuan"),
+        hall_phone="95598",
+        spawn=spawner,
+    )
+    svc.spawner = spawner  # type: ignore[attr-defined]
+    return svc
+
+
+async def user_id_for(db, phone: str) -> int:
+    row = await db.fetchone("SELECT id FROM login_user WHERE phone = ?", (phone,))
+    return int(row[0])
+
+
+async def test_face_to_cash_payment_with_change_and_credit(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    cash: FakeCash = services.cash
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid, score=0.7, margin=0.5),
+                 say=["welcome", "looking", "greeting_named", "arrears"], show="identified",
+                 state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], show="cash", do=[("cash", "accept")],
+                 state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=20000, inserted_fen=20000),
+                 show="cash"),
+            Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000),
+                 say=["cash_received_in_full"], state="settling"),
+            Step(CashEvent(CashEventKind.CHANGE_PAID, value_fen=7650), say=["cash_dispensing"]),
+        ],
+        services.spawner,
+    )
+    # The arrears were spoken with the real amount and a masked name and account.
+    arrears = [s for s in t.says() if s.prompt_id == "arrears"][0]
+    assert arrears.slots["amount"] == Amount(12345)
+    assert arrears.slots["account"].display == "******2345"
+    greeting = [s for s in t.says() if s.prompt_id == "greeting_named"][0]
+    assert greeting.slots["name"].display.endswith("**") and "*" not in greeting.slots["name"].spoken
+    assert cash.begun == [(dialog.session.payment_id, "3100012345", 12345)]
+    cash.result = Result(True, 20000, 7650, 5, 12345)
+    t2 = await run_dialog(
+        dialog,
+        [Step(SPAWNED, say=["payment_success", "cash_remainder_credited", "receipt_spoken",
+                            "receipt_printing"], show="result", do=[("printer", "print")],
+              state="result"),
+         Step(KeyPressed(Key.CONFIRM), say=["goodbye"], show="welcome", state="idle")],
+        services.spawner,
+        start=False,
+    )
+    credited = [s for s in t2.says() if s.prompt_id == "cash_remainder_credited"][0]
+    assert credited.slots["remainder"] == Amount(5)
+
+
+async def test_unknown_face_goes_to_account_number_by_keypad(services) -> None:
+    dialog = Dialog(services)
+    digits = [KeyPressed(Key(d)) for d in "0300045678"]
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome", "looking", "face_unknown", "ask_account"],
+                 show="account_entry", state="account_entry"),
+            *[Step(k, say=[], show="account_entry") for k in digits],
+            Step(KeyPressed(Key.ENTER), say=["account_readback"], show="confirm", state="confirm_account"),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"], show="identified"),
+        ],
+    )
+    assert dialog.session.account is not None
+    assert dialog.session.account.account_no == "0300045678"  # leading zero kept
+    assert dialog.session.account.arrears_fen == 22250
+
+
+async def test_wrong_account_number_is_said_and_asked_again(services) -> None:
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "9999999999"],
+            Step(KeyPressed(Key.ENTER), say=["account_readback"]),
+            Step(KeyPressed(Key.CONFIRM), say=["account_not_found", "ask_account"], state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "123"],
+            Step(KeyPressed(Key.ENTER), say=["account_digits_wrong", "ask_account"], state="account_entry"),
+        ],
+    )
+    nf = [s for s in t.says() if s.prompt_id == "account_not_found"][0]
+    assert nf.slots["account"] == Digits("9999999999")
+
+
+async def test_face_quality_guidance_then_fallback(services) -> None:
+    dialog = Dialog(services, DialogConfig(face_attempts=3))
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "looking", "face_too_small"]),
+            # The same problem again is not repeated aloud.
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=[]),
+            Step(FaceSeen(FaceOutcome.SEVERAL_FACES), say=["face_failed", "ask_account"],
+                 state="account_entry"),
+        ],
+    )
+
+
+async def test_repeat_slower_and_language_switch(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["welcome", "looking",
+                 "greeting_named", "arrears"]),
+            Step(Utterance("再 说 一遍"), say=["greeting_named", "arrears"], show="identified"),
+            Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
+            Step(Utterance("慢一点"), say=["slower_ack", "greeting_named", "arrears"]),
+            Step(Utterance("说粤语"), say=["language_switched", "greeting_named", "arrears"]),
+            Step(Utterance("今天天气不错"), say=["not_understood"], state="arrears"),
+        ],
+    )
+    voice = [c for s in t.steps for c in s if isinstance(c, SetVoice)]
+    assert SetVoice(rate_step=-1) in voice and SetVoice(pack="yue") in voice
+
+
+async def test_unusual_method_is_read_back_before_paying(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交一百块"), say=["confirm_method"], show="confirm", state="confirm_payment"),
+            Step(Utterance("不对"), say=["greeting_named", "arrears"], state="arrears"),
+            Step(Utterance("用银行卡"), say=["confirm_method"], state="confirm_payment"),
+        ],
+    )
+    assert dialog.session.pending_method == "card"
+
+
+async def test_low_confidence_confirm_is_read_back(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交", confidence=0.3), say=["confirm_method"], state="confirm_payment"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+        ],
+    )
+
+
+async def test_timeout_warns_then_more_time_then_gives_up(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("idle"), say=["still_there"], show="still_there", state="still_there"),
+            Step(Utterance("还需要"), say=["more_time_granted", "greeting_named", "arrears"],
+                 show="identified", state="arrears"),
+            Step(Timeout("idle"), say=["still_there"], state="still_there"),
+            Step(Timeout("grace"), say=["timed_out", "goodbye"], show="welcome", state="idle"),
+        ],
+    )
+    # More time lengthens this customer's timeouts.
+    timers = [c for s in t.steps for c in s if getattr(c, "timer", None) == "idle" and hasattr(c, "seconds")]
+    assert timers[-1].seconds > timers[0].seconds or dialog.state == "idle"
+
+
+async def test_timeout_during_cash_returns_the_money(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    cash: FakeCash = services.cash
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=5000, inserted_fen=5000),
+                 say=["cash_inserted"]),
+            Step(Timeout("idle"), say=["still_there"]),
+            Step(Timeout("grace"), say=["timed_out", "cash_returning"], state="settling"),
+        ],
+        services.spawner,
+    )
+    assert cash.cancelled == [dialog.session.payment_id]
+    await run_dialog(dialog, [Step(SPAWNED, say=["cancelled", "goodbye"], state="idle")],
+                     services.spawner, start=False)
+    returning = [s for s in t.says() if s.prompt_id == "cash_returning"][0]
+    assert returning.slots["amount"] == Amount(5000)
+
+
+async def test_help_from_anywhere_and_back(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("找工作人员"), say=["help_called"], show="help", do=[("staff", "call")],
+                 state="help"),
+            Step(KeyPressed(Key.CANCEL), say=["greeting_named", "arrears"], state="arrears"),
+        ],
+    )
+
+
+async def test_cancel_with_no_money_ends_session(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(ActionChosen("cancel"), say=["cancelled", "goodbye"], show="welcome", state="idle"),
+        ],
+    )
+
+
+async def test_customer_with_no_arrears(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13700137000")
+    t = await run_dialog(
+        dialog,
+        [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid),
+              say=["welcome", "looking", "greeting_named", "no_arrears"], state="result")],
+    )
+    assert t.says()[-1].slots["balance"] == Amount(2000)
+
+
+async def test_card_without_gateway_is_said_plainly(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(ActionChosen("other_methods"), say=["choose_method"], show="choose_method"),
+            Step(ActionChosen("method_card"), say=["method_unavailable", "choose_method"],
+                 state="choose_method"),
+        ],
+    )
+
+
+async def test_change_impossible_is_said_before_stacking(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid)),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000), say=["cash_change_impossible"],
+                 state="cash"),
+        ],
+    )
+    assert t.says()[-1].slots["note"] == Amount(10000)
+    assert all(isinstance(c, Say) or True for c in t.steps[-1])
+
+
+@pytest.fixture
+async def card_customer(services, db):
+    """张建国 with a bound quick-pay card as his default method, and the sandbox bank."""
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
+
+    bank = SandboxGateway(db, "card", SandboxConfig(latency_s=0.0))
+    await bank.ensure_schema()
+    token = await SandboxTokenizer(db).tokenize("6222021234567897", "工商银行")
+    uid = await services.customers.link(
+        phone="13800138000", name="张建国", accounts=["3100012345"], default_method="card",
+        card_token=token.token, card_last4=token.last4, issuer=token.issuer,
+    )
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001")
+    return uid
+
+
+async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["liveness_challenge"], do=[("camera", "liveness")],
+                 state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_success", "receipt_spoken", "receipt_printing"], state="result",
+                 do=[("printer", "print")]),
+        ],
+        services.spawner,
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 0
+    challenge = [s for s in t.says() if s.prompt_id == "liveness_challenge"][0]
+    assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
+
+
+async def test_quick_pay_with_a_photo_fails_liveness_and_offers_cash(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer)),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=False, reason="no_motion"), say=["liveness_failed", "choose_method"],
+                 state="choose_method"),
+        ],
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 12345
+
+
+async def test_card_needs_face_not_just_account_number(services, card_customer) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "3100012345"],
+            Step(KeyPressed(Key.ENTER)),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"]),
+            # default method card, but the customer only typed the account number
+            Step(KeyPressed(Key.CONFIRM), say=["noncash_needs_face", "choose_method"], state="choose_method"),
+        ],
+    )
+
+
+async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
+    from assistant.messages import SetTextSize
+
+    dialog = Dialog(services, DialogConfig(slowest_step=-1))
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(ActionChosen("settings"), say=["settings_intro"], show="settings", state="settings"),
+            Step(ActionChosen("text_bigger"), say=["text_bigger_ack"], show="settings"),
+            Step(ActionChosen("slower"), say=["slower_ack"]),
+            Step(ActionChosen("slower"), say=["setting_limit"]),  # limited to one step here
+            Step(ActionChosen("louder"), say=["louder_ack"]),
+            Step(ActionChosen("done"), say=["greeting_named", "arrears"], show="identified", state="arrears"),
+        ],
+    )
+    cmds = [c for s in t.steps for c in s]
+    assert SetTextSize(1.25) in cmds
+    assert [c for c in cmds if isinstance(c, SetVoice) and c.rate_step] == [SetVoice(rate_step=-1)]
+    # A new customer starts from the defaults again.
+    await run_dialog(dialog, [Step(ActionChosen("cancel"), state="idle")], start=False)
+    assert dialog.session.rate_step == 0 and dialog.session.text_index == 0
+
+
+async def test_approximate_amount_is_asked_again_never_guessed(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交两三块"), say=["amount_ambiguous"], state="arrears"),
+            Step(Utterance("交 一百二十 块 五"), say=["confirm_method"], state="confirm_payment"),
+        ],
+    )
+    assert dialog.session.amount_fen == 12050
+
+
+async def test_homophone_transcript_still_pays(services, db) -> None:
+    """ASR writes 角费 for 缴费: the pinyin fallback still understands "pay"."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("我要角费", confidence=0.9), say=["cash_insert"], state="cash"),
+        ],
+    )
+
+
+async def test_long_silence_gets_one_gentle_reprompt(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("no_speech"), say=["listen_reprompt"], state="arrears"),
+            Step(Timeout("no_speech"), say=[], state="arrears"),
+            Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
+        ],
+    )
