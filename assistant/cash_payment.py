@@ -41,6 +41,7 @@ from assistant import cash_journal
 from assistant.billing import Billing
 from assistant.cash_journal import Outcome, PaymentState, Step, record_movement, sync_books
 from assistant.change import best_change
+from assistant.dialog import CashPayments
 from assistant.errors import (
     BillingError,
     CashDeviceError,
@@ -117,6 +118,16 @@ class CashResult:
     receipt: ReceiptData
     """The receipt fields (reprintable any time with :func:`assistant.receipts.receipt_for`)."""
 
+    @property
+    def change_fen(self) -> int:
+        """Change paid out (the dialog's name for :attr:`change_paid_fen`)."""
+        return self.change_paid_fen
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole amount due was posted to the bill."""
+        return self.posted_fen >= self.receipt.due_fen
+
     @classmethod
     def from_receipt(cls, r: ReceiptData) -> CashResult:
         """The result as the receipt records it."""
@@ -144,7 +155,7 @@ class _Active:
     settle_task: asyncio.Task[None] | None = None
 
 
-class CashPaymentService:
+class CashPaymentService(CashPayments):
     """The cash side of the kiosk: both units, the journal, change, posting, recovery.
 
     Args:
@@ -314,7 +325,9 @@ class CashPaymentService:
     async def cancel(self, payment_id: str) -> None:
         """The customer cancelled: pay back what was inserted (credit what cannot be paid back).
 
-        A payment already paid in full is not cancelled (it finishes normally).
+        Returns once the units stop taking cash and the refund has started; use
+        :meth:`wait_finished` for the outcome. A payment already paid in full is not
+        cancelled (it finishes normally).
         """
         a = self._active
         if a is None or a.pid != payment_id:
@@ -326,8 +339,7 @@ class CashPaymentService:
         if a.phase != "accepting":
             return
         a.cancel_requested = True
-        self._start_settle(a)
-        await self.wait_finished(payment_id, self.cfg.finish_timeout_s * 2)
+        self._start_settle(a)  # returns at once; wait_finished() tells how it ended
 
     async def wait_finished(self, payment_id: str, timeout: float) -> CashResult:  # noqa: ASYNC109 - the dialog's interface
         """Wait until the payment is closed; raises :class:`CashPaymentPending` on timeout."""
