@@ -23,6 +23,7 @@ from typing import Any
 from assistant.cassette import CassetteExchange, ExchangeReport, report_from_row
 from assistant.config import Config
 from assistant.errors import CassetteError
+from assistant.staff import StaffLocked, StaffVerificationFailed
 from assistant.storage import Database
 from devices.cash import CashConfig, CashUnits, Unit, create_cash_units
 
@@ -182,7 +183,7 @@ async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
                 if sim is not None and unit != Unit.CASHBOX:  # rehearsal: they load it
                     sim.load_cassette(str(unit), args.counts)
                 report = await exchange.end(unit, bank, hall, args.counts)
-        except CassetteError as exc:
+        except (CassetteError, StaffVerificationFailed, StaffLocked) as exc:
             print(f"refused: {exc}")
             return 2
         return _print_report(report)

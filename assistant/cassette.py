@@ -6,69 +6,25 @@ by PIN and distinct. It locks the unit (no payment can use it; the lock is the o
 records the counts going out: what the books expected, what was found (the unit's
 own count, or the staff's hand count for the cashbox), and the difference. Ending
 it records what the bank staff loaded and what the unit then reports, and the
-difference between the two, and puts the unit back in service. Both ends are
-written to the hash-chained audit log.
+difference between the two, and puts the unit back in service. Staff are verified
+through :class:`~assistant.staff.StaffDirectory` (failed attempts count towards its
+lock-out) and both ends of the exchange go to the hash-chained audit log.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from assistant import cash_journal
+from assistant import audit, cash_journal
 from assistant.errors import CassetteError
+from assistant.staff import StaffDirectory, StaffMember, StaffVerificationFailed
 from assistant.storage import Database
 from devices.cash import CashDevice, Unit
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
-def hash_pin(pin: str) -> str:
-    """A salted scrypt hash of a staff PIN, as stored in ``staff.pin_hash``."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
-
-
-def check_pin(pin: str, stored: str) -> bool:
-    """True if ``pin`` matches a hash made by :func:`hash_pin` (constant-time compare)."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    got = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
-    return hmac.compare_digest(got.hex(), digest)
-
-
-@dataclass(frozen=True)
-class StaffMember:
-    """A verified staff member."""
-
-    id: int
-    staff_no: str
-    role: str
-
-
-async def verify_staff(db: Database, staff_no: str, pin: str, roles: tuple[str, ...]) -> StaffMember:
-    """Check a staff number and PIN and that the person has one of ``roles``."""
-    row = await db.fetchone(
-        "SELECT id, staff_no, role, pin_hash, active FROM staff WHERE staff_no = ?", (staff_no,)
-    )
-    if row is None or not row["active"] or not check_pin(pin, row["pin_hash"]):
-        raise CassetteError(f"staff {staff_no}: not verified")
-    if row["role"] not in roles:
-        raise CassetteError(f"staff {staff_no} is {row['role']} staff, not {' or '.join(roles)}")
-    return StaffMember(id=int(row["id"]), staff_no=row["staff_no"], role=row["role"])
-
+PURPOSE = "cassette_exchange"
 
 @dataclass(frozen=True)
 class ExchangeReport:
@@ -116,24 +72,6 @@ def _unjs(text: str | None) -> dict[int, int] | None:
     return None if text is None else {int(k): int(v) for k, v in json.loads(text).items()}
 
 
-async def audit(tx: aiosqlite.Connection, staff_id: int | None, action: str, detail: Mapping[str, Any]) -> str:
-    """Append to the hash-chained audit log inside ``tx``; returns the new hash.
-
-    Each entry's hash covers the previous hash, so removing or editing an entry breaks
-    every hash after it.
-    """
-    cur = await tx.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-    row = await cur.fetchone()
-    prev = row[0] if row else "0" * 64
-    body = json.dumps({"staff": staff_id, "action": action, "detail": detail}, sort_keys=True)
-    digest = hashlib.sha256((prev + body).encode()).hexdigest()
-    await tx.execute(
-        "INSERT INTO audit_log(staff_id, action, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
-        (staff_id, action, json.dumps(detail, sort_keys=True), prev, digest),
-    )
-    return digest
-
-
 class CassetteExchange:
     """Start and end cassette exchanges for the kiosk's units.
 
@@ -141,15 +79,28 @@ class CassetteExchange:
         db: the kiosk database.
         units: the open cash units (``Unit.NOTES`` / ``Unit.COINS``); the cashbox is
             counted by hand and needs no device.
+        staff: staff verification (one is made on ``db`` when None).
     """
 
-    def __init__(self, db: Database, units: Mapping[Unit, CashDevice]) -> None:
+    def __init__(self, db: Database, units: Mapping[Unit, CashDevice],
+                 staff: StaffDirectory | None = None) -> None:
         self.db = db
         self.units = dict(units)
+        self.staff = staff or StaffDirectory(db)
+
+    async def _verify(self, who: tuple[str, str], roles: tuple[str, ...]) -> StaffMember:
+        member = await self.staff.by_number(who[0])
+        verified = await self.staff.verify(member, who[1], PURPOSE)
+        if verified.role not in roles:
+            raise StaffVerificationFailed(
+                f"staff {verified.staff_no} is {verified.role} staff, not {' or '.join(roles)}"
+            )
+        return verified
 
     async def _dual(self, bank: tuple[str, str], hall: tuple[str, str]) -> tuple[StaffMember, StaffMember]:
-        b = await verify_staff(self.db, bank[0], bank[1], ("bank",))
-        h = await verify_staff(self.db, hall[0], hall[1], ("hall", "admin"))
+        """Verify both people (staff number, PIN); raises the staff errors or :class:`CassetteError`."""
+        b = await self._verify(bank, ("bank",))
+        h = await self._verify(hall, ("hall", "admin"))
         if b.id == h.id:
             raise CassetteError("dual control needs two different people")
         return b, h
@@ -205,11 +156,10 @@ class CassetteExchange:
             for value, n in expected.items():
                 if n:
                     await cash_journal.record_movement(tx, unit, value, -n, "exchange_out")
-            await audit(tx, b.id, "cassette_exchange_start", {
-                "exchange": exchange_id, "unit": str(unit), "hall_staff": h.id,
-                "expected": _js(expected), "counted": _js(counted),
-            })
         report = ExchangeReport(exchange_id, str(unit), "open", expected, dict(counted))
+        await audit.record(self.db, "cassette_exchange_start", b.id, exchange=exchange_id, unit=str(unit),
+                           hall_staff=h.id, expected=_js(expected), counted=_js(counted),
+                           difference=_js(report.difference_out))
         return report
 
     async def end(self, unit: Unit, bank: tuple[str, str], hall: tuple[str, str],
@@ -237,12 +187,12 @@ class CassetteExchange:
             for value, n in books_in.items():
                 if n:
                     await cash_journal.record_movement(tx, unit, value, n, "exchange_in")
-            await audit(tx, b.id, "cassette_exchange_end", {
-                "exchange": current.exchange_id, "unit": str(unit), "hall_staff": h.id,
-                "counts_in": _js(counts_in), "device_in": _js(device_in),
-            })
-        return ExchangeReport(current.exchange_id, str(unit), "closed", current.expected_out,
-                              current.counted_out, dict(counts_in), device_in)
+        report = ExchangeReport(current.exchange_id, str(unit), "closed", current.expected_out,
+                                current.counted_out, dict(counts_in), device_in)
+        await audit.record(self.db, "cassette_exchange_end", b.id, exchange=current.exchange_id,
+                           unit=str(unit), hall_staff=h.id, counts_in=_js(counts_in),
+                           device_in=_js(device_in), difference=_js(report.difference_in))
+        return report
 
 
 def report_from_row(row: Any) -> ExchangeReport:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
-from assistant.cassette import CassetteExchange, hash_pin
+from assistant import audit
+from assistant.cassette import CassetteExchange
 from assistant.cli import main
 from assistant.errors import CassetteError
 from assistant.messages import CashEventKind
+from assistant.seed import hash_pin
+from assistant.staff import StaffDirectory, StaffVerificationFailed
 from assistant.storage import Database
 from devices.cash import Unit
 from tests.cashkit import Harness, books, make_sim, seed_account
@@ -32,16 +33,18 @@ async def test_dual_control_is_enforced(db: Database, tmp_path: Path) -> None:
     try:
         await add_staff(db)
         async with Harness(db, sim) as h:
-            ex = CassetteExchange(db, h.service.units)
-            with pytest.raises(CassetteError, match="not verified"):
+            ex = CassetteExchange(db, h.service.units, StaffDirectory(db, max_failures=10))
+            with pytest.raises(StaffVerificationFailed):
                 await ex.start(Unit.NOTES, ("B01", "0000"), HALL)
-            with pytest.raises(CassetteError, match="not hall or admin"):
+            with pytest.raises(StaffVerificationFailed, match="not hall or admin"):
                 await ex.start(Unit.NOTES, BANK, ("B02", "2222"))
-            with pytest.raises(CassetteError, match="bank"):
+            with pytest.raises(StaffVerificationFailed, match="not bank"):
                 await ex.start(Unit.NOTES, HALL, HALL)
             with pytest.raises(CassetteError, match="hand count"):
                 await ex.start(Unit.CASHBOX, BANK, HALL)
             assert await db.fetchone("SELECT 1 FROM cash_exchange") is None
+            failed = [e for e in await audit.entries(db) if e.action == "staff_verify_failed"]
+            assert len(failed) == 1  # the wrong PIN (the others verified, then had the wrong role)
     finally:
         sim.stop()
 
@@ -77,15 +80,12 @@ async def test_exchange_locks_the_unit_and_reports_differences(db: Database, tmp
             b = await books(db)
             assert b["notes"][2000] == 49 and b["notes"][10000] == 5
             assert b["coins"][100] == 23
-            # both ends are in the audit log, each hash chained to the one before
-            rows = await db.fetchall("SELECT action, detail, prev_hash, hash, staff_id FROM audit_log ORDER BY id")
-            assert [r[0] for r in rows] == ["cassette_exchange_start", "cassette_exchange_end"]
-            prev = "0" * 64
-            for action, detail, prev_hash, digest, staff in rows:
-                assert prev_hash == prev
-                body = json.dumps({"staff": staff, "action": action, "detail": json.loads(detail)}, sort_keys=True)
-                assert hashlib.sha256((prev + body).encode()).hexdigest() == digest
-                prev = digest
+            # both ends are in the hash-chained audit log, with the differences
+            entries = [e for e in await audit.entries(db) if e.action.startswith("cassette")]
+            assert [e.action for e in entries] == ["cassette_exchange_start", "cassette_exchange_end"]
+            assert entries[0].detail["difference"] == '{"2000": -1}'
+            assert entries[1].detail["difference"] == '{"2000": -1}'
+            assert await audit.verify(db) is None
     finally:
         sim.stop()
 
