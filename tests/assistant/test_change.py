@@ -113,3 +113,13 @@ def test_best_change_pays_the_largest_payable_amount(stock: dict, target: int) -
         assert brute_force(amount, stock) is None
     if greedy := greedy_change(target, stock):
         assert greedy.paid_fen == target and plan.paid_fen == target
+
+
+def test_bench_runs_and_reports_against_greedy(root) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(root / "bench" / "change.py"), "--cases", "60"],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    assert "greedy fails but an exact payout exists" in out
+    assert out.count("ms") >= 4 and "ratio med" in out
