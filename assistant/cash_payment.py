@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant import cash_journal
+from assistant import audit, cash_journal
 from assistant.billing import Billing
 from assistant.cash_journal import Outcome, PaymentState, Step, record_movement, sync_books
 from assistant.change import best_change
@@ -220,7 +220,7 @@ class CashPaymentService(CashPayments):
         """Open both units, read their levels, sync the books, start polling.
 
         Raises :class:`~assistant.errors.CashDeviceNotResponding` (prompt
-        ``cash_unavailable``) if a unit does not answer; nothing is written then.
+        ``error_device``) if a unit does not answer; nothing is written then.
         """
         for unit, dev in self.units.items():
             await dev.open()
@@ -651,6 +651,8 @@ class CashPaymentService(CashPayments):
                     tx, a.pid, Step.FAULT, "info", unit=str(unit), fault=fault, value=ev.value_fen,
                     inserted_fen=a.inserted, pending_note_fen=a.pending_note, phase=a.phase,
                 )
+        else:
+            await audit.record(self.db, "cash_fault", None, unit=str(unit), fault=fault, value_fen=ev.value_fen)
         self._emit(CashEventKind.FAULT, ev.value_fen, a.inserted if a else 0, f"{unit}:{fault}")
         with contextlib.suppress(CashDeviceError):
             await self._apply_acceptance()
@@ -666,6 +668,8 @@ class CashPaymentService(CashPayments):
 
     async def _reinit(self, unit: Unit, why: str) -> None:
         """A unit restarted or disabled itself: set it up again and restore what it should accept."""
+        if unit in self._locked:
+            return  # disabled on purpose for a cassette exchange
         dev = self.units[unit]
         log.warning("cash unit %s reported %s: setting it up again", unit, why)
         await dev.open()
@@ -685,14 +689,16 @@ class CashPaymentService(CashPayments):
             self._link_down.add(u)
             self._accepting[u] = None
         a = self._active
-        if a is not None:
-            a.phase = "suspended"
-            with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):
+            if a is not None:
+                a.phase = "suspended"
                 async with self.db.transaction() as tx:
                     await cash_journal.append(
                         tx, a.pid, Step.FAULT, "info", unit=str(unit), fault=fault, detail=str(exc),
                         inserted_fen=a.inserted, pending_note_fen=a.pending_note,
                     )
+            else:
+                await audit.record(self.db, "cash_fault", None, unit=str(unit), fault=fault, detail=str(exc))
         for waiter in self._payout_waiters.values():
             if not waiter.done():
                 waiter.set_exception(CashDeviceNotResponding(str(exc)))

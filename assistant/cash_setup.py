@@ -4,7 +4,7 @@
 SSP simulator on a pseudo-terminal first when ``simulate = true``), starts the
 :class:`~assistant.cash_payment.CashPaymentService` and resolves any payment a crash
 left open. A unit that does not answer raises
-:class:`~assistant.errors.CashDeviceNotResponding` (prompt ``cash_unavailable``); the
+:class:`~assistant.errors.CashDeviceNotResponding` (prompt ``error_device``); the
 kiosk then runs without cash and says so.
 
 :func:`demo_cash` gives the headless demo its own simulator in the output folder and a

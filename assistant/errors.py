@@ -102,7 +102,9 @@ class CashDeviceNotResponding(CashDeviceError):
     Cash payment is unavailable until staff fix it; other payment methods still work.
     """
 
-    prompt_id = "cash_unavailable"
+    # a dedicated "cash payment unavailable, pay another way" prompt is proposed to the
+    # locale packs (cash_unavailable); until it exists the generic device fault is said
+    prompt_id = "error_device"
 
 
 class CashPortLost(CashDeviceNotResponding):
@@ -125,7 +127,7 @@ class CashPayoutRefused(CashDeviceError):
 class CashUnitLocked(CashDeviceError):
     """A cash unit is locked for a cassette exchange; cash payment waits for the bank staff."""
 
-    prompt_id = "cash_unavailable"
+    prompt_id = "error_device"
 
 
 class CashPaymentBusy(PaymentError):
@@ -137,7 +139,7 @@ class CashPaymentBusy(PaymentError):
 class CassetteError(CashDeviceError):
     """A cassette exchange was refused (dual control not met, no exchange open, bad counts)."""
 
-    prompt_id = "cassette_refused"
+    prompt_id = "staff_refused"
 
 
 class SpokenNumberError(KioskError):

@@ -211,7 +211,7 @@ async def test_unit_that_stops_answering_mid_payment(db: Database, tmp_path: Pat
             assert ev.detail == "notes:no_reply"
             with pytest.raises(CashDeviceNotResponding) as err:
                 await h.service.begin("other", "1000000009", 100, None)
-            assert err.value.prompt_id == "cash_unavailable"
+            assert err.value.prompt_id == "error_device"
             sim.fault("unmute", unit="notes")
             result = await h.service.wait_finished("pmute", 10)
         # nothing more was paid out; the 50 元 received was posted against the bill
@@ -261,7 +261,7 @@ async def test_unit_not_answering_at_start_is_a_clear_error_and_loses_nothing(db
         h2 = Harness(db, sim)
         with pytest.raises(CashDeviceNotResponding) as err:
             await h2.service.start()
-        assert err.value.prompt_id == "cash_unavailable"
+        assert err.value.prompt_id == "error_device"
         assert "does not answer" in str(err.value)
         assert await cash_journal.open_payment_ids(db) == ["pleft"]
         sim.fault("unmute", unit="coins")
@@ -269,5 +269,25 @@ async def test_unit_not_answering_at_start_is_a_clear_error_and_loses_nothing(db
             assert await cash_journal.open_payment_ids(db) == []
             result = await h3.service.wait_finished("pleft", 5)
         assert result.inserted_fen == 10000 and result.posted_fen == 10000
+    finally:
+        sim.stop()
+
+
+async def test_fault_between_payments_goes_to_the_audit_log(db: Database, tmp_path: Path) -> None:
+    from assistant import audit
+
+    sim = make_sim(tmp_path)
+    try:
+        async with Harness(db, sim) as h:
+            sim.fault("cashbox_removed")
+            ev = await h.wait_event(CashEventKind.FAULT)
+            assert ev.detail == "notes:cashbox_removed"
+            for _ in range(100):
+                entries = [e for e in await audit.entries(db) if e.action == "cash_fault"]
+                if entries:
+                    break
+                await asyncio.sleep(0.01)
+            assert entries[0].detail == {"unit": "notes", "fault": "cashbox_removed", "value_fen": 0}
+            assert h.service.change_available()  # payouts still possible
     finally:
         sim.stop()
