@@ -327,7 +327,8 @@ class SimUnit:
         if self.op is not None and self.op.kind in progress:
             events.append(progress[self.op.kind])
         self.after_poll(events, now)
-        self.dirty = True
+        if events:
+            self.dirty = True
         return ssp.encode_poll_events(events, self.country)
 
     def after_poll(self, events: list[PollEvent], now: float) -> None:
@@ -551,6 +552,7 @@ class SimNoteRecycler(SimUnit):
             self._start_reject(now)
             return
         route = "store" if (self.levels[op.value] < self.capacity[op.value]) else "cashbox"
+        self.dirty = True
         events.append(PollEvent(Event.CREDIT_NOTE, channel=ch))
         if self.jam_next:
             self.jam_next = False
@@ -761,6 +763,7 @@ class CashSimulator:
         self._control_path: Path | None = None
         self.frames_in = 0
         self.tallies: dict[str, dict[int, int]] = {"in": {}, "back": {}, "paid": {}, "missing": {}}
+        self._tallied = False
         for unit in (notes, coins):
             unit.tally = self._tally
         if state_path is not None and state_path.exists():
@@ -839,7 +842,7 @@ class CashSimulator:
                         self._read_port(fds[fd], now)
                 for unit in self.units.values():
                     unit.tick(now)
-                if any(u.dirty for u in self.units.values()):
+                if self._tallied or any(u.dirty for u in self.units.values()):
                     self._save()
             if extra and extra[0] in readable:
                 self._accept_control()
@@ -863,6 +866,9 @@ class CashSimulator:
             except Exception:  # a simulator bug must not look like dead hardware
                 log.exception("simulated unit %s failed on 0x%02X", unit.name, frame.data[0])
                 continue
+            if self._tallied or any(u.dirty for u in self.units.values()):
+                # the state on disk is never behind what the host has been told
+                self._save()
             if reply is not None:
                 with contextlib.suppress(OSError):
                     os.write(port.master, reply)
@@ -874,8 +880,10 @@ class CashSimulator:
     def _tally(self, what: str, value: int, n: int) -> None:
         book = self.tallies[what]
         book[value] = book.get(value, 0) + n
+        self._tallied = True
 
     def _save(self) -> None:
+        self._tallied = False
         for u in self.units.values():
             u.dirty = False
         if self.state_path is None:
