@@ -1073,7 +1073,11 @@ class Dialog(EnrolmentSteps):
             self._show_cash()
         elif kind is CashEventKind.CHANGE_IMPOSSIBLE:
             self._new_turn()
-            self._say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(event.value_fen))
+            smaller = _detail_int(event.detail, "smaller_note_fen")
+            if smaller:
+                self._say(Prompt.CASH_CHANGE_SMALLER, note=Amount(event.value_fen), smaller=Amount(smaller))
+            else:
+                self._say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(event.value_fen))
             self._touch()
         elif kind is CashEventKind.PAID_IN_FULL:
             self._new_turn()
@@ -1082,7 +1086,7 @@ class Dialog(EnrolmentSteps):
             self._show_cash()
             self._enter(State.SETTLING)
             self._wait_for_cash()
-        elif kind is CashEventKind.CHANGE_PAID:
+        elif kind is CashEventKind.DISPENSING and event.value_fen > 0 and self.state is State.SETTLING:
             self._say(Prompt.CASH_DISPENSING, change=Amount(event.value_fen))
         elif kind is CashEventKind.FAULT:
             self._new_turn()
@@ -1091,6 +1095,13 @@ class Dialog(EnrolmentSteps):
             self._out.append(
                 DeviceAction("staff", "call", frozen_map(fault=event.detail, payment=s.payment_id))
             )
+        elif kind is CashEventKind.FAULT_CLEARED and self.state is State.CASH:
+            self._new_turn()
+            self._say(Prompt.CASH_FAULT_CLEARED)
+            self._show_cash()
+            self._touch()
+        # RETURNED, CHANGE_PAID, REMAINDER_CREDITED and FINISHED are reported to the
+        # customer once, from the payment's result (see _on_payment_done).
 
     def _wait_for_cash(self) -> None:
         cash, spawn = self.services.cash, self.services.spawn
@@ -1289,6 +1300,15 @@ class Dialog(EnrolmentSteps):
         self._say(exc.prompt_id, phone=Digits(self.services.hall_phone))
         if self.state not in (State.CASH, State.SETTLING):
             self._end_session()
+
+
+def _detail_int(detail: str, key: str) -> int:
+    """An integer ``key=value`` from a cash event's detail (0 when absent)."""
+    for part in detail.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == key and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 def new_payment_id() -> str:

@@ -104,7 +104,7 @@ class CashDeviceNotResponding(CashDeviceError):
 
     # a dedicated "cash payment unavailable, pay another way" prompt is proposed to the
     # locale packs (cash_unavailable); until it exists the generic device fault is said
-    prompt_id = "error_device"
+    prompt_id = "cash_unavailable"
 
 
 class CashPortLost(CashDeviceNotResponding):
@@ -127,7 +127,7 @@ class CashPayoutRefused(CashDeviceError):
 class CashUnitLocked(CashDeviceError):
     """A cash unit is locked for a cassette exchange; cash payment waits for the bank staff."""
 
-    prompt_id = "error_device"
+    prompt_id = "cash_unavailable"
 
 
 class CashPaymentBusy(PaymentError):
@@ -139,7 +139,7 @@ class CashPaymentBusy(PaymentError):
 class CassetteError(CashDeviceError):
     """A cassette exchange was refused (dual control not met, no exchange open, bad counts)."""
 
-    prompt_id = "staff_refused"
+    prompt_id = "cassette_refused"
 
 
 class SpokenNumberError(KioskError):

@@ -361,6 +361,14 @@ class Prompt(StrEnum):
     """A short sentence with Hanzi and an amount, spoken by the voice self-test at start-up."""
     CARD_CUT_OFF = "card_cut_off"
     """The card number is not fully in view; put the whole card inside the frame."""
+    CASH_UNAVAILABLE = "cash_unavailable"
+    """Cash cannot be taken right now; pay by card or e-wallet, or at the counter; staff are told."""
+    CASSETTE_REFUSED = "cassette_refused"
+    """The cassette exchange was refused: it needs a bank staff member and a hall staff member."""
+    CASH_FAULT_CLEARED = "cash_fault_cleared"
+    """The cash unit works again; please go on inserting money."""
+    CASH_CHANGE_SMALLER = "cash_change_smaller"
+    """Cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or say 存进账户."""
 
 
 class Label(StrEnum):

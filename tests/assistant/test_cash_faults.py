@@ -211,7 +211,7 @@ async def test_unit_that_stops_answering_mid_payment(db: Database, tmp_path: Pat
             assert ev.detail == "notes:no_reply"
             with pytest.raises(CashDeviceNotResponding) as err:
                 await h.service.begin("other", "1000000009", 100, None)
-            assert err.value.prompt_id == "error_device"
+            assert err.value.prompt_id == "cash_unavailable"
             sim.fault("unmute", unit="notes")
             result = await h.service.wait_finished("pmute", 10)
         # nothing more was paid out; the 50 元 received was posted against the bill
@@ -261,7 +261,7 @@ async def test_unit_not_answering_at_start_is_a_clear_error_and_loses_nothing(db
         h2 = Harness(db, sim)
         with pytest.raises(CashDeviceNotResponding) as err:
             await h2.service.start()
-        assert err.value.prompt_id == "error_device"
+        assert err.value.prompt_id == "cash_unavailable"
         assert "does not answer" in str(err.value)
         assert await cash_journal.open_payment_ids(db) == ["pleft"]
         sim.fault("unmute", unit="coins")

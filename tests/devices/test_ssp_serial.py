@@ -77,7 +77,7 @@ async def test_mute_unit_raises_after_retries(sim, units) -> None:
     sim.fault("mute", unit="coins")
     with pytest.raises(CashDeviceNotResponding, match="address 16") as err:
         await coins.levels()
-    assert err.value.prompt_id == "error_device"
+    assert err.value.prompt_id == "cash_unavailable"
     assert coins.link_stats()["retransmissions"] == 2
 
 
