@@ -336,7 +336,8 @@ class Kiosk:
             if handle is not None:
                 handle.cancel()
         elif isinstance(cmd, DeviceAction):
-            self.transcript.add("device", f"{cmd.device}.{cmd.action} {dict(cmd.args) or ''}".rstrip())
+            args = {k: self.pack.display(v) if not isinstance(v, str | int | float) else v for k, v in cmd.args.items()}
+            self.transcript.add("device", f"{cmd.device}.{cmd.action} {args or ''}".rstrip())
             if cmd.device == "staff":
                 await self.notifier.notify(cmd.action, dict(cmd.args))
             handler = self.devices.get(cmd.device)

@@ -204,7 +204,7 @@ class Prompt(StrEnum):
     PAYMENT_SUCCESS = "payment_success"
     """Paid {amount} for account {account}."""
     RECEIPT_SPOKEN = "receipt_spoken"
-    """Receipt: account {account}, paid {amount}, received {inserted}, change {change}, credited {credited}, no. {reference}."""
+    """Receipt read aloud: account {account}, paid {amount}, serial number {reference} (change and credit are said on their own)."""
     RECEIPT_PRINTING = "receipt_printing"
     """Your receipt is printing; please take it."""
     PAYMENT_FAILED = "payment_failed"
