@@ -177,8 +177,15 @@ async def build_kiosk(
         if cash is not False:
             cash_side = await _open_cash(config, db, billing, kiosk, cash, problems)
         if cash_side is not None:
+            from assistant.cassette import CassetteExchange
+            from devices.cash import Unit
+
             closers.append(cash_side.close)
             services.cash = cash_side.service
+            services.cassettes = CassetteExchange(
+                db, {Unit.NOTES: cash_side.units.notes, Unit.COINS: cash_side.units.coins}, services.staff
+            )
+        services.reload_locales = packs.reload
 
         if write_pid:
             path = pid_file(config)

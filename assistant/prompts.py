@@ -369,6 +369,8 @@ class Prompt(StrEnum):
     """The cash unit works again; please go on inserting money."""
     CASH_CHANGE_SMALLER = "cash_change_smaller"
     """Cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or say 存进账户."""
+    CASSETTE_CHOOSE_UNIT = "cassette_choose_unit"
+    """Both verified: which cassette is exchanged, the notes or the coins?"""
 
 
 class Label(StrEnum):
