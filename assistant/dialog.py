@@ -994,10 +994,20 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if method == "cash":
             cash = self.services.cash
             if cash is None:
-                raise CashDeviceError("no cash unit is configured")
-            await cash.begin(
-                s.payment_id, s.account.account_no, amount_fen, s.customer.user_id if s.customer else None
-            )
+                # No working cash unit: say so plainly and offer the other ways to pay.
+                self._say(Prompt.CASH_UNAVAILABLE)
+                self._choose_method()
+                return
+            try:
+                await cash.begin(
+                    s.payment_id, s.account.account_no, amount_fen, s.customer.user_id if s.customer else None
+                )
+            except CashDeviceError as exc:
+                # Nothing was taken yet: say why and offer the other ways to pay.
+                self._say(exc.prompt_id)
+                self._out.append(DeviceAction("staff", "call", frozen_map(fault=str(exc))))
+                self._choose_method()
+                return
             self._out.append(
                 DeviceAction("cash", "accept", frozen_map(payment=s.payment_id, due_fen=amount_fen))
             )

@@ -1,0 +1,145 @@
+"""Bad input through the whole kiosk (real builder, real packs, real face models, real
+simulator): no face, several faces, a stranger, a cash unit that does not answer, a
+missing model, a corrupt database. Each gets a clear spoken and shown message or a
+CLI error, and nothing in the journal is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.app import build_kiosk
+from assistant.config import ROOT, Config
+from assistant.kiosk import HeadlessDisplay
+from assistant.messages import Key, KeyPressed
+from assistant.seed import seed
+from assistant.storage import Database
+
+DATA = ROOT / "var" / "data"
+MODELS = ROOT / "var" / "models"
+
+
+def kiosk_config(tmp: Path, camera: str, **sections) -> Config:
+    cfg = Config.default(
+        storage={"path": str(tmp / "kiosk.db")},
+        face={"camera": camera, "presence_interval_s": 0.05, "frame_interval_s": 0.05},
+        models={"models_dir": str(MODELS), "data_dir": str(DATA)},
+        cash={"port": str(tmp / "nothing.tty"), "simulate": False, "reply_timeout_s": 0.1, "retries": 1},
+        **sections,
+    )
+    return cfg
+
+
+async def start(cfg: Config, tmp: Path, **kw):
+    async with Database(tmp / "kiosk.db") as db:
+        await seed(db, DATA.parent)
+    display = HeadlessDisplay()
+    parts = await build_kiosk(cfg, display, voice="silent", **kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(parts.kiosk.run(stop))
+    await display.wait_for("welcome", 20)
+    return parts, display, stop, task
+
+
+async def finish(parts, stop, task) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await parts.close()
+
+
+def spoken(parts) -> list[str]:
+    return [ln.text.split("]", 1)[0].lstrip("[") for ln in parts.kiosk.transcript.lines if ln.kind == "say"]
+
+
+@pytest.mark.skipif(not (MODELS / "face").exists(), reason="face models not provisioned: run make test")
+@pytest.mark.parametrize(
+    ("photo", "prompt"),
+    [
+        ("scrfd-images/solvay_conference_1927.jpg", "face_several"),  # 29 people in view
+        ("face-images/biden.jpg", "face_unknown"),  # a real face, not enrolled
+    ],
+)
+async def test_camera_problems_end_in_the_account_number_path(tmp_path, photo, prompt) -> None:
+    cfg = kiosk_config(tmp_path, str(DATA / photo), dialog={"face_attempts": 2})
+    parts, display, stop, task = await start(cfg, tmp_path, cash=False)
+    try:
+        parts.kiosk.post(KeyPressed(Key.CONFIRM))  # the customer touches "pay": the camera looks
+        model = await display.wait_for("account_entry", 30)
+        assert prompt in spoken(parts)
+        assert "ask_account" in spoken(parts)
+        assert model.caption  # what is said is also shown
+    finally:
+        await finish(parts, stop, task)
+
+
+async def test_cash_unit_that_does_not_answer_is_said_and_other_ways_offered(tmp_path) -> None:
+    """The note recycler's port exists but nothing answers on it."""
+    import pty
+
+    master, slave = pty.openpty()
+    port = os.ttyname(slave)
+    cfg = kiosk_config(tmp_path, str(DATA / "face-images/biden.jpg"))
+    cfg.data["cash"].update({"port": port})
+    parts, display, stop, task = await start(cfg, tmp_path)
+    try:
+        assert any("cash unavailable" in p for p in parts.problems)
+        assert parts.services.cash is None
+        parts.kiosk.post(KeyPressed(Key.CONFIRM))
+        await display.wait_for("account_entry", 30)
+        for d in "3100023456":
+            parts.kiosk.post(KeyPressed(Key(d)))
+        parts.kiosk.post(KeyPressed(Key.ENTER))
+        await display.wait_for("confirm", 10)
+        parts.kiosk.post(KeyPressed(Key.CONFIRM))
+        await display.wait_for("identified", 10)
+        parts.kiosk.post(KeyPressed(Key.CONFIRM))
+        model = await display.wait_for("choose_method", 10)
+        assert "cash_unavailable" in spoken(parts)
+        assert "现金" in model.caption or model.caption
+        rows = await parts.db.fetchall("SELECT * FROM journal")
+        assert rows == []  # nothing was started, nothing is half-done
+    finally:
+        await finish(parts, stop, task)
+        os.close(master)
+        os.close(slave)
+
+
+async def test_missing_face_model_degrades_to_account_numbers(tmp_path) -> None:
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    cfg = kiosk_config(tmp_path, str(DATA / "face-images/obama2.jpg"))
+    cfg.data["models"]["models_dir"] = str(empty)
+    parts, display, stop, task = await start(cfg, tmp_path, cash=False)
+    try:
+        assert parts.face is None
+        assert any("face recognition unavailable" in p and "models install" in p for p in parts.problems)
+        parts.kiosk.post(KeyPressed(Key.CONFIRM))
+        await display.wait_for("account_entry", 30)
+        assert "face_unknown" in spoken(parts) or "face_failed" in spoken(parts)
+    finally:
+        await finish(parts, stop, task)
+
+
+def test_corrupt_database_is_a_clear_cli_error(tmp_path) -> None:
+    bad = tmp_path / "kiosk.db"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text((ROOT / "config" / "kiosk.toml").read_text().replace('path = "var/kiosk.db"', f'path = "{bad}"'))
+    proc = subprocess.run([sys.executable, "main.py", "--config", str(cfg), "db", "check"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert str(bad) in proc.stderr and "Traceback" not in proc.stderr
+    assert "backup" in proc.stderr
+
+
+def test_missing_model_is_a_clear_cli_error(tmp_path) -> None:
+    env = dict(os.environ, KIOSK_DATA_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "main.py", "face", "identify", str(DATA / "face-images/obama.jpg")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    assert "models install" in proc.stderr and "Traceback" not in proc.stderr
