@@ -55,6 +55,8 @@ def display_value(value: Any, pack: Pack) -> str:
         return str(value.value)
     if isinstance(value, Prompt):
         return pack.render(value, {}).display
+    if isinstance(value, Label):
+        return pack.label(value)
     if isinstance(value, bool):
         return "1" if value else ""
     if isinstance(value, (tuple, list)):
@@ -74,6 +76,11 @@ TITLES: dict[Screen, Label] = {
     Screen.HELP: Label.TITLE_HELP,
     Screen.FAULT: Label.TITLE_FAULT,
     Screen.STILL_THERE: Label.TITLE_STILL_THERE,
+    Screen.CARD_SCAN: Label.TITLE_CARD_SCAN,
+    Screen.ENROL_STAFF: Label.TITLE_ENROL_STAFF,
+    Screen.ENROL_CUSTOMER: Label.TITLE_ENROL_CUSTOMER,
+    Screen.SETTINGS: Label.TITLE_SETTINGS,
+    Screen.CASSETTE: Label.TITLE_CASSETTE,
 }
 
 # Field name -> the heading shown beside it.
@@ -82,7 +89,7 @@ FIELD_LABELS: dict[str, Label] = {
     "account": Label.HDR_ACCOUNT,
     "arrears": Label.HDR_ARREARS,
     "prepaid": Label.HDR_PREPAID,
-    "due": Label.HDR_DUE,
+    "due": Label.HDR_TOTAL_DUE,
     "remaining": Label.HDR_DUE,
     "inserted": Label.HDR_INSERTED,
     "change": Label.HDR_CHANGE,
@@ -92,7 +99,39 @@ FIELD_LABELS: dict[str, Label] = {
     "hall_phone": Label.HDR_HALL_PHONE,
     "change_available": Label.HDR_CHANGE_AVAILABLE,
     "amount": Label.HDR_PAID,
+    "digits": Label.HDR_ACCOUNT,
+    "card": Label.HDR_CARD,
+    "issuer": Label.HDR_ISSUER,
+    "phone": Label.HDR_PHONE,
+    "staff": Label.HDR_STAFF,
+    "customer": Label.HDR_NAME,
+    "bank_staff": Label.HDR_BANK_STAFF,
+    "hall_staff": Label.HDR_HALL_STAFF,
+    "consent": Label.HDR_CONSENT,
+    "frames": Label.HDR_FACE,
+    "unit": Label.HDR_UNIT,
+    "denomination": Label.HDR_DENOMINATION,
+    "expected": Label.HDR_EXPECTED,
+    "counted": Label.HDR_COUNTED,
+    "difference": Label.HDR_DIFFERENCE,
+    "loaded": Label.HDR_LOADED,
+    "detail": Label.HDR_DETAIL,
+    "text_size": Label.HDR_TEXT_SIZE,
+    "speech_rate": Label.HDR_SPEECH_RATE,
+    "volume": Label.HDR_VOLUME,
+    "seconds": Label.UNIT_SECONDS,
 }
+
+# Headings that differ on one screen (or one step of it) from FIELD_LABELS.
+SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label]] = {
+    (Screen.ENROL_CUSTOMER, "phone"): {"digits": Label.HDR_PHONE},
+    (Screen.CASSETTE, ""): {"digits": Label.HDR_COUNTED},
+}
+
+# Show fields that are structure for the screen rather than display strings.
+EXTRA_KEYS = frozenset(
+    {"packs", "staff_present", "length", "levels", "stage", "step", "steps", "active_row", "frames_needed"}
+)
 
 # Buttons per screen: (action, label, primary). The repeat and language buttons are
 # added to every screen so a customer can always hear it again or change language.
@@ -139,7 +178,102 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.MORE_TIME, Label.BTN_MORE_TIME, True),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
+    Screen.CARD_SCAN: (
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+        (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
+    ),
+    Screen.ENROL_STAFF: (
+        (Action.CONFIRM, Label.BTN_NEXT, True),
+        (Action.SKIP, Label.BTN_SKIP, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    Screen.ENROL_CUSTOMER: (
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+        (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
+    ),
+    Screen.SETTINGS: (
+        (Action.DONE, Label.BTN_DONE, True),
+        (Action.TEXT_SMALLER, Label.BTN_TEXT_SMALLER, False),
+        (Action.TEXT_BIGGER, Label.BTN_TEXT_BIGGER, False),
+        (Action.SLOWER, Label.BTN_SLOWER, False),
+        (Action.FASTER, Label.BTN_FASTER, False),
+        (Action.SOFTER, Label.BTN_SOFTER, False),
+        (Action.LOUDER, Label.BTN_LOUDER, False),
+    ),
+    Screen.CASSETTE: (
+        (Action.ENTER, Label.BTN_ENTER, True),
+        (Action.CLEAR, Label.BTN_CLEAR, False),
+        (Action.CONFIRM, Label.BTN_DUAL_CONFIRM, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
 }
+
+# Variants of a screen's buttons, chosen by what the screen shows (see ``layout_for``).
+VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
+    # Nothing owed: the one key finishes instead of offering to pay.
+    "identified/paid_up": ((Action.DONE, Label.BTN_DONE, True),),
+    # A card number passed its checks: read it back before binding or paying.
+    "card_scan/readback": (
+        (Action.CONFIRM, Label.BTN_CONFIRM, True),
+        (Action.DENY, Label.BTN_RESCAN, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_customer/consent": (
+        (Action.CONFIRM, Label.BTN_CONSENT_YES, True),
+        (Action.DENY, Label.BTN_CONSENT_NO, False),
+    ),
+    "enrol_customer/phone": (
+        (Action.ENTER, Label.BTN_ENTER, True),
+        (Action.CLEAR, Label.BTN_CLEAR, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_customer/account": (
+        (Action.ENTER, Label.BTN_ENTER, True),
+        (Action.CLEAR, Label.BTN_CLEAR, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_customer/done": ((Action.DONE, Label.BTN_DONE, True),),
+}
+
+# On-screen texts a screen needs besides its fields (hints, status words), by key.
+SCREEN_TEXTS: dict[Screen, tuple[tuple[str, Label], ...]] = {
+    Screen.WELCOME: (("hint", Label.HINT_WELCOME), ("keys", Label.HINT_KEYS)),
+    Screen.ACCOUNT_ENTRY: (("hint", Label.HINT_DIGITS),),
+    Screen.FAULT: (("hint", Label.HINT_FAULT_SAFE),),
+    Screen.ENROL_STAFF: (
+        ("status_done", Label.STATUS_DONE),
+        ("status_current", Label.STATUS_CURRENT),
+        ("status_pending", Label.STATUS_PENDING),
+    ),
+    Screen.ENROL_CUSTOMER: (("hint", Label.HINT_DIGITS),),
+    Screen.CASSETTE: (("hint", Label.HINT_DIGITS),),
+}
+
+
+def layout_for(screen: Screen, fields: Mapping[str, Any]) -> tuple[tuple[Action, Label, bool], ...]:
+    """The buttons for ``screen`` given its fields: its LAYOUT, or a variant of it."""
+    variant = ""
+    if screen is Screen.IDENTIFIED:
+        arrears = fields.get("arrears")
+        if isinstance(arrears, Amount) and arrears.fen <= 0:
+            variant = "paid_up"
+    elif screen is Screen.CARD_SCAN and fields.get("card"):
+        variant = "readback"
+    elif screen is Screen.ENROL_CUSTOMER:
+        variant = str(fields.get("step", ""))
+    key = f"{screen.value}/{variant}"
+    if variant and key in VARIANT_LAYOUT:
+        return VARIANT_LAYOUT[key]
+    return LAYOUT.get(screen, ())
+
+
+def title_for(screen: Screen, fields: Mapping[str, Any]) -> Label | None:
+    """The heading for ``screen``; a result with nothing paid does not say "paid"."""
+    if screen is Screen.RESULT:
+        paid = fields.get("paid")
+        if isinstance(paid, Amount) and paid.fen <= 0:
+            return Label.TITLE_NOT_PAID
+    return TITLES.get(screen)
 
 METHOD_LABEL_PROMPTS = {
     Action.METHOD_CASH: Prompt.METHOD_CASH,
@@ -171,20 +305,46 @@ class Presenter:
         fields: dict[str, str] = {}
         labels: dict[str, str] = {}
         extra: dict[str, Any] = {}
+        step = str(show.fields.get("step", ""))
+        heading = {**FIELD_LABELS, **SCREEN_FIELD_LABELS.get((screen, step), {})}
         for key, value in show.fields.items():
-            if key in ("packs", "staff_present", "length"):
+            if key == "steps":
+                extra[key] = tuple(str(s) for s in value)
+                extra["step_names"] = tuple(pack.label(f"step_{s}") for s in value)
+                continue
+            if key == "rows":
+                extra[key] = tuple(
+                    MappingProxyType({k: display_value(v, pack) for k, v in row.items()}) for row in value
+                )
+                for column in {k for row in value for k in row}:
+                    if column in heading:
+                        labels[column] = pack.label(heading[column])
+                continue
+            if key in EXTRA_KEYS:
                 extra[key] = value
                 continue
             if key == "question" and isinstance(value, str):
                 fields[key] = pack.render(value, show.fields).display
                 continue
             if key == "change_available":
+                # Denominations in fen: shown as money, one chip each.
                 extra[key] = tuple(value)
+                extra["change_chips"] = tuple(format_amount(int(v)) for v in value)
+                fields[key] = " ".join(extra["change_chips"])
+                labels[key] = pack.label(heading[key])
+                if not value:
+                    labels["hint"] = pack.label(Label.HINT_NO_CHANGE)
+                continue
             fields[key] = display_value(value, pack)
-            if key in FIELD_LABELS:
-                labels[key] = pack.label(FIELD_LABELS[key])
+            if key in heading:
+                labels[key] = pack.label(heading[key])
+        for key, label_id in SCREEN_TEXTS.get(screen, ()):
+            labels.setdefault(key, pack.label(label_id))
+        if screen is Screen.HELP:
+            hint = Label.HINT_HELP_WAIT if show.fields.get("staff_present", True) else Label.HINT_NO_STAFF
+            labels["hint"] = pack.label(hint)
         buttons: list[Button] = []
-        for action, label, primary in LAYOUT.get(screen, ()):
+        for action, label, primary in layout_for(screen, show.fields):
             text = pack.label(label)
             if action in METHOD_LABEL_PROMPTS:
                 text = pack.render(METHOD_LABEL_PROMPTS[action], {}).display
@@ -197,7 +357,10 @@ class Presenter:
             if pid != pack.id:
                 other = self.pack_lookup(pid)
                 buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid))
-        title = pack.label(TITLES[screen]) if screen in TITLES else ""
+        if any(b.primary for b in buttons):
+            labels["key_confirm"] = pack.label(Label.KEY_CONFIRM)
+        title_id = title_for(screen, show.fields)
+        title = pack.label(title_id) if title_id else ""
         return ScreenModel(
             screen=screen,
             title=title,

@@ -36,11 +36,36 @@ class Screen(StrEnum):
     RESULT = "result"
     """Paid, change, credited remainder, receipt reference."""
     CARD_SCAN = "card_scan"
-    """Bank card scan with live guidance, then digit read-back."""
+    """Bank card scan with live guidance, then digit read-back.
+
+    Fields: ``guidance`` (a ``Label`` id, shown large and changed live as the
+    scanner sees the card: ``card_place``, ``card_hold``, ``card_glare``,
+    ``card_reading``, ``card_check``); ``amount`` (``Amount``, when paying);
+    ``card`` (``Masked``, e.g. ``**** **** **** 1234``: present only once a number
+    passed its checks, which switches the buttons to the read-back: confirm /
+    rescan); ``issuer`` (str from the BIN table). Extra: ``stage`` (``place``,
+    ``hold``, ``read``; highlights the card outline).
+    """
     ENROL_STAFF = "enrol_staff"
-    """Staff view of an enrolment step."""
+    """Staff view of an enrolment step.
+
+    Fields: ``staff`` (``Masked`` staff name), ``customer`` (``Masked`` name),
+    ``phone`` / ``account`` / ``card`` (``Masked``, each once collected),
+    ``consent`` (``Label`` id ``consent_given`` or ``consent_pending``),
+    ``frames`` (``Count`` face frames captured). Extra: ``steps`` (tuple of step
+    ids: ``consent``, ``face``, ``phone``, ``account``, ``card``, ``done``; each
+    shown with its ``step_<id>`` label), ``step`` (the current step id),
+    ``frames_needed`` (int).
+    """
     ENROL_CUSTOMER = "enrol_customer"
-    """Customer view of an enrolment step (consent script, capture...)."""
+    """Customer view of an enrolment step.
+
+    Extra ``step`` picks the buttons: ``consent`` (同意 / 不同意; field
+    ``consent_text`` = ``Label`` id ``consent_text``), ``face`` (field ``guidance``,
+    a ``Label`` or ``Prompt`` id; ``frames`` ``Count`` and extra ``frames_needed``),
+    ``phone`` and ``account`` (field ``digits``, ``Digits`` typed so far; extra
+    ``length``; the on-screen keypad), ``done`` (fields ``name``, ``account``).
+    """
     HELP = "help"
     """Waiting for staff; hall phone number."""
     FAULT = "fault"
@@ -48,9 +73,23 @@ class Screen(StrEnum):
     STILL_THERE = "still_there"
     """Timeout warning: need more time?"""
     SETTINGS = "settings"
-    """Text size, speech speed, volume, repeat."""
+    """Text size, speech speed, volume, repeat.
+
+    Fields: ``text_size``, ``speech_rate``, ``volume`` (``Count`` levels from 1).
+    Extra: ``levels`` (int, the highest level; default 5). Buttons: done (primary),
+    text smaller/bigger, slower/faster, softer/louder, repeat.
+    """
     CASSETTE = "cassette"
-    """Bank staff: cassette exchange counts."""
+    """Bank staff: cassette exchange counts under dual control.
+
+    Fields: ``unit`` (``Label`` id ``unit_recycler`` or ``unit_hopper``),
+    ``bank_staff`` and ``hall_staff`` (``Masked`` names of the two people present),
+    ``digits`` (``Digits``: the count being typed). Extra: ``rows``: one mapping per
+    denomination with ``denomination`` (``Amount``), ``expected`` (``Count`` the
+    kiosk's records say), ``counted`` (``Count`` or ``""`` until typed),
+    ``difference`` (``Count``, counted minus expected, computed by the dialog),
+    ``loaded`` (``Count`` put in); ``active_row`` (int: the row being counted).
+    """
 
 
 class Action(StrEnum):
@@ -78,6 +117,8 @@ class Action(StrEnum):
     TEXT_SMALLER = "text_smaller"
     DONE = "done"
     SKIP = "skip"
+    FASTER = "faster"
+    SOFTER = "softer"
     DIGIT = "digit"
     """An on-screen keypad digit; ``ActionChosen.value`` is the digit."""
     CLEAR = "clear"
@@ -109,7 +150,9 @@ class ScreenModel:
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Named display strings (``amount``, ``account``, ``name``...)."""
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    """Headings for the fields, same keys as ``fields``."""
+    """Headings for the fields, same keys as ``fields``; plus the screen's other texts:
+    ``hint`` (an instruction line), ``keys`` (how the keypad works), ``key_confirm``
+    (badge on the primary button: the big key presses it), ``status_*`` (step states)."""
     buttons: tuple[Button, ...] = ()
     """Buttons, primary first."""
     caption: str = ""

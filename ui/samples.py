@@ -1,0 +1,398 @@
+"""Sample screens for the audit, the tests and the benchmark: every screen, every variant.
+
+Each :class:`Sample` is what the dialog would emit (a ``Show`` with realistic fields,
+and the prompts said with it), so it goes through the real presenter with whatever
+pack source is passed in: the stand-in test packs today, the real locale packs once
+they are on main. Names, accounts and amounts come from the demo customers file;
+nothing user-facing is written here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from assistant.customers import mask_account, mask_name
+from assistant.kiosk import PackSource
+from assistant.messages import Amount, Count, Digits, Masked, Say, Seconds, Show, frozen_map
+from assistant.presenter import Presenter
+from assistant.prompts import Label, Prompt
+from assistant.screens import Screen, ScreenModel
+from assistant.seed import load_demo
+
+SAMPLE_VALUES = Path(__file__).resolve().parent / "samples.yaml"
+ENROL_STEPS = ("consent", "face", "phone", "account", "card", "done")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One screen as the dialog would show it."""
+
+    name: str
+    """Unique name (also the screenshot's file name)."""
+    show: Show
+    says: tuple[Say, ...] = ()
+    """Prompts said with it (they become the caption)."""
+    caption_label: str = ""
+    """For screens whose prompts the dialog does not speak yet: a label used as the caption."""
+    pack: str = ""
+    """Pack to render in ('' = the default pack)."""
+
+
+def _show(screen: Screen, **fields: Any) -> Show:
+    return Show(screen, frozen_map(fields))
+
+
+def _say(prompt: Prompt, **slots: Any) -> Say:
+    return Say(prompt, frozen_map(slots))
+
+
+def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN",)) -> list[Sample]:
+    """Every screen and variant with realistic data."""
+    demo = load_demo()
+    values = yaml.safe_load(SAMPLE_VALUES.read_text(encoding="utf-8"))
+    people = demo["customers"]
+    staff = {s["role"]: s for s in demo["staff"]}
+    first, second = people[0], people[3]
+    name, account = mask_name(first["name"]), mask_account(first["account_no"])
+    due = sum(b["amount_fen"] for b in first["bills"])
+    big_due = 999_999  # the widest amount the kiosk accepts in one payment
+    phone = Digits(hall_phone)
+    change = (5000, 1000, 500, 100, 50, 10)
+    card = Masked(values["card_masked"], values["card_masked"][-4:])
+    bank, hall = mask_name(staff["bank"]["name"]), mask_name(staff["hall"]["name"])
+    receipt = {
+        "payment": "20261203101500123456",
+        "account": account,
+        "paid": Amount(due),
+        "inserted": Amount(20000),
+        "change": Amount(20000 - due - 5),
+        "credited": Amount(5),
+        "reference": Digits("123456"),
+    }
+    rows = tuple(
+        {
+            "denomination": Amount(d),
+            "expected": Count(e),
+            "counted": Count(c) if c is not None else "",
+            "difference": Count(c - e) if c is not None else "",
+            "loaded": Count(ld),
+        }
+        for d, e, c, ld in (
+            (10000, 38, 38, 0),
+            (5000, 52, 51, 20),
+            (2000, 17, None, 30),
+            (1000, 64, None, 40),
+            (500, 23, None, 40),
+        )
+    )
+    coin_rows = tuple(
+        {"denomination": Amount(d), "expected": Count(e), "counted": "", "difference": "", "loaded": Count(ld)}
+        for d, e, ld in ((100, 212, 200), (50, 140, 100), (10, 388, 300))
+    )
+    cash = {"due": Amount(due), "change_available": change}
+    samples = [
+        Sample("welcome", _show(Screen.WELCOME, hall_phone=phone, staff_present=True, packs=pack_ids)),
+        Sample(
+            "welcome_goodbye",
+            _show(Screen.WELCOME, hall_phone=phone, staff_present=True, packs=pack_ids),
+            (_say(Prompt.GOODBYE),),
+        ),
+        Sample(
+            "identify",
+            _show(Screen.IDENTIFY, guidance=Prompt.LOOKING),
+            (_say(Prompt.WELCOME), _say(Prompt.LOOKING)),
+        ),
+        Sample(
+            "identify_too_small",
+            _show(Screen.IDENTIFY, guidance=Prompt.FACE_TOO_SMALL),
+            (_say(Prompt.FACE_TOO_SMALL),),
+        ),
+        Sample(
+            "account_entry",
+            _show(Screen.ACCOUNT_ENTRY, digits=Digits(""), length=10),
+            (_say(Prompt.FACE_UNKNOWN), _say(Prompt.ASK_ACCOUNT)),
+        ),
+        Sample("account_entry_typing", _show(Screen.ACCOUNT_ENTRY, digits=Digits("0300045"), length=10)),
+        Sample(
+            "confirm_account",
+            _show(Screen.CONFIRM, question=Prompt.ACCOUNT_READBACK, account=Digits(second["account_no"])),
+            (_say(Prompt.ACCOUNT_READBACK, account=Digits(second["account_no"])),),
+        ),
+        Sample(
+            "confirm_face",
+            _show(Screen.CONFIRM, question=Prompt.FACE_UNCERTAIN, account=account),
+            (_say(Prompt.FACE_UNCERTAIN, account=account),),
+        ),
+        Sample(
+            "confirm_payment",
+            _show(
+                Screen.CONFIRM, question=Prompt.CONFIRM_METHOD, amount=Amount(10000), method=Prompt.METHOD_CARD
+            ),
+            (_say(Prompt.CONFIRM_METHOD, amount=Amount(10000), method=Prompt.METHOD_CARD),),
+        ),
+        Sample(
+            "identified",
+            _show(
+                Screen.IDENTIFIED,
+                name=name,
+                account=account,
+                arrears=Amount(due),
+                prepaid=Amount(0),
+                method=Prompt.METHOD_CASH,
+            ),
+            (
+                _say(Prompt.GREETING_NAMED, name=name),
+                _say(Prompt.ARREARS, account=account, amount=Amount(due), method=Prompt.METHOD_CASH),
+            ),
+        ),
+        Sample(
+            "identified_large",
+            _show(
+                Screen.IDENTIFIED,
+                name=mask_name(second["name"]),
+                account=mask_account(second["account_no"]),
+                arrears=Amount(big_due),
+                prepaid=Amount(0),
+                method=Prompt.METHOD_EWALLET,
+            ),
+            (
+                _say(Prompt.GREETING_NAMED, name=mask_name(second["name"])),
+                _say(
+                    Prompt.ARREARS,
+                    account=mask_account(second["account_no"]),
+                    amount=Amount(big_due),
+                    method=Prompt.METHOD_EWALLET,
+                ),
+            ),
+        ),
+        Sample(
+            "identified_paid_up",
+            _show(
+                Screen.IDENTIFIED,
+                name=mask_name(people[2]["name"]),
+                account=mask_account(people[2]["account_no"]),
+                arrears=Amount(0),
+                prepaid=Amount(people[2].get("prepaid_fen", 0)),
+                method=Prompt.METHOD_CASH,
+            ),
+            (
+                _say(Prompt.GREETING_NAMED, name=mask_name(people[2]["name"])),
+                _say(
+                    Prompt.NO_ARREARS,
+                    account=mask_account(people[2]["account_no"]),
+                    balance=Amount(people[2].get("prepaid_fen", 0)),
+                ),
+            ),
+        ),
+        Sample("choose_method", _show(Screen.CHOOSE_METHOD, amount=Amount(due)), (_say(Prompt.CHOOSE_METHOD),)),
+        Sample(
+            "cash",
+            _show(Screen.CASH, **cash, inserted=Amount(0), remaining=Amount(due)),
+            (_say(Prompt.CASH_INSERT, due=Amount(due)),),
+        ),
+        Sample(
+            "cash_partial",
+            _show(Screen.CASH, **cash, inserted=Amount(10000), remaining=Amount(due - 10000)),
+            (_say(Prompt.CASH_INSERTED, inserted=Amount(10000), due=Amount(due - 10000)),),
+        ),
+        Sample(
+            "cash_no_change",
+            _show(
+                Screen.CASH, due=Amount(due), change_available=(), inserted=Amount(0), remaining=Amount(due)
+            ),
+            (_say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(10000)),),
+        ),
+        Sample(
+            "result",
+            _show(Screen.RESULT, **receipt),
+            (
+                _say(Prompt.PAYMENT_SUCCESS, amount=Amount(due), account=account),
+                _say(Prompt.CASH_REMAINDER_CREDITED, remainder=Amount(5), account=account),
+                _say(Prompt.RECEIPT_PRINTING),
+            ),
+        ),
+        Sample(
+            "result_not_paid",
+            _show(
+                Screen.RESULT,
+                payment=receipt["payment"],
+                account=account,
+                paid=Amount(0),
+                inserted=Amount(5000),
+                change=Amount(0),
+                credited=Amount(5000),
+                reference=Digits("123457"),
+            ),
+            (
+                _say(Prompt.PAYMENT_FAILED),
+                _say(Prompt.CASH_REMAINDER_CREDITED, remainder=Amount(5000), account=account),
+            ),
+        ),
+        Sample(
+            "help",
+            _show(Screen.HELP, hall_phone=phone, staff_present=True),
+            (_say(Prompt.HELP_CALLED, phone=phone),),
+        ),
+        Sample(
+            "help_no_staff",
+            _show(Screen.HELP, hall_phone=phone, staff_present=False),
+            (_say(Prompt.HELP_NO_STAFF, phone=phone),),
+        ),
+        Sample(
+            "fault",
+            _show(Screen.FAULT, detail=values["fault_detail"], inserted=Amount(5000)),
+            (_say(Prompt.CASH_FAULT, inserted=Amount(5000)),),
+        ),
+        Sample(
+            "still_there",
+            _show(Screen.STILL_THERE, seconds=Seconds(20)),
+            (_say(Prompt.STILL_THERE, seconds=Seconds(20)),),
+        ),
+        Sample(
+            "card_scan",
+            _show(Screen.CARD_SCAN, guidance=Label.CARD_PLACE, amount=Amount(due), stage="place"),
+            caption_label=Label.CARD_PLACE,
+        ),
+        Sample(
+            "card_scan_glare",
+            _show(Screen.CARD_SCAN, guidance=Label.CARD_GLARE, amount=Amount(due), stage="hold"),
+            caption_label=Label.CARD_GLARE,
+        ),
+        Sample(
+            "card_scan_readback",
+            _show(
+                Screen.CARD_SCAN,
+                guidance=Label.CARD_CHECK,
+                amount=Amount(due),
+                card=card,
+                issuer=values["card_issuer"],
+                stage="read",
+            ),
+            caption_label=Label.CARD_CHECK,
+        ),
+        Sample(
+            "enrol_staff",
+            _show(
+                Screen.ENROL_STAFF,
+                staff=hall,
+                customer=mask_name(second["name"]),
+                consent=Label.CONSENT_PENDING,
+                steps=ENROL_STEPS,
+                step="consent",
+            ),
+            caption_label=Label.CONSENT_TEXT,
+        ),
+        Sample(
+            "enrol_staff_card",
+            _show(
+                Screen.ENROL_STAFF,
+                staff=hall,
+                customer=mask_name(first["name"]),
+                consent=Label.CONSENT_GIVEN,
+                frames=Count(5),
+                phone=mask_account(first["phone"]),
+                account=account,
+                steps=ENROL_STEPS,
+                step="card",
+                frames_needed=5,
+            ),
+            caption_label=Label.CARD_PLACE,
+        ),
+        Sample(
+            "enrol_customer_consent",
+            _show(Screen.ENROL_CUSTOMER, step="consent", consent_text=Label.CONSENT_TEXT),
+            caption_label=Label.CONSENT_TEXT,
+        ),
+        Sample(
+            "enrol_customer_face",
+            _show(Screen.ENROL_CUSTOMER, step="face", guidance=Label.FACE_HOLD, frames=Count(2), frames_needed=5),
+            caption_label=Label.FACE_HOLD,
+        ),
+        Sample(
+            "enrol_customer_phone",
+            _show(Screen.ENROL_CUSTOMER, step="phone", digits=Digits(first["phone"][:7]), length=11),
+            caption_label=Label.HINT_DIGITS,
+        ),
+        Sample(
+            "enrol_customer_account",
+            _show(Screen.ENROL_CUSTOMER, step="account", digits=Digits(""), length=10),
+            caption_label=Label.HINT_DIGITS,
+        ),
+        Sample(
+            "enrol_customer_done",
+            _show(Screen.ENROL_CUSTOMER, step="done", name=name, account=account),
+            caption_label=Label.STEP_DONE,
+        ),
+        Sample(
+            "settings",
+            _show(Screen.SETTINGS, text_size=Count(2), speech_rate=Count(3), volume=Count(4), levels=5),
+            caption_label=Label.TITLE_SETTINGS,
+        ),
+        Sample(
+            "cassette",
+            _show(
+                Screen.CASSETTE,
+                unit=Label.UNIT_RECYCLER,
+                bank_staff=bank,
+                hall_staff=hall,
+                digits=Digits("17"),
+                rows=rows,
+                active_row=2,
+            ),
+            caption_label=Label.HINT_DIGITS,
+        ),
+        Sample(
+            "cassette_hopper",
+            _show(
+                Screen.CASSETTE,
+                unit=Label.UNIT_HOPPER,
+                bank_staff=bank,
+                hall_staff=hall,
+                digits=Digits(""),
+                rows=coin_rows,
+                active_row=0,
+            ),
+            caption_label=Label.HINT_DIGITS,
+        ),
+    ]
+    if len(pack_ids) > 1:
+        other = pack_ids[1]
+        samples.append(
+            Sample(
+                f"welcome_{other}",
+                _show(Screen.WELCOME, hall_phone=phone, staff_present=True, packs=pack_ids),
+                (_say(Prompt.WELCOME),),
+                pack=other,
+            )
+        )
+    return samples
+
+
+def present(
+    sample: Sample,
+    packs: PackSource,
+    pack_ids: tuple[str, ...],
+    text_scale: float = 1.0,
+    presenter: Presenter | None = None,
+) -> ScreenModel:
+    """The ScreenModel for ``sample``, rendered by the real presenter with ``packs``."""
+    presenter = presenter or Presenter(packs.get)
+    pack = packs.get(sample.pack or packs.default)
+    captions = [pack.render(s.prompt_id, s.slots).display for s in sample.says]
+    if sample.caption_label:
+        captions.append(pack.label(sample.caption_label))
+    return presenter.present(sample.show, pack, caption=" ".join(captions), text_scale=text_scale, packs=pack_ids)
+
+
+def with_fields(sample: Sample, name: str, **fields: Any) -> Sample:
+    """A copy of ``sample`` with some fields changed (tests use it for edge cases)."""
+    merged: Mapping[str, Any] = frozen_map(sample.show.fields, **fields)
+    return dataclasses.replace(sample, name=name, show=Show(sample.show.screen, merged))
+
+

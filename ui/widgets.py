@@ -1,0 +1,266 @@
+"""The few widgets every screen is built from; they draw, they hold no kiosk logic.
+
+- :class:`KText` is every piece of text: its size comes from a *role* and the
+  customer's text scale, never from a number on a screen.
+- :class:`BigButton` is every touch target: at least 60 dp both ways, labelled
+  with words (colour is never the only signal), a focus ring for the keypad.
+- :class:`Panel` is anything with a background; the audit takes each text's
+  background from the nearest Panel (or button) around it.
+
+Import this module only after :func:`ui.boot.prepare`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.event import EventDispatcher
+from kivy.lang import Builder
+from kivy.metrics import dp, sp
+from kivy.properties import (
+    BooleanProperty,
+    ColorProperty,
+    ListProperty,
+    NumericProperty,
+    ObjectProperty,
+    OptionProperty,
+    StringProperty,
+)
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
+from kivy.uix.widget import Widget
+
+from ui.theme import PALETTE, SIZES, text_size
+
+KV_DIR = Path(__file__).resolve().parent
+
+
+class Style(EventDispatcher):
+    """Settings every widget follows: the customer's text scale."""
+
+    scale = NumericProperty(1.0)
+
+
+STYLE = Style()
+"""The one style object; kv rules bind to ``style.scale``."""
+
+
+def font_sp(role: str, scale: float) -> float:
+    """Font size in pixels for a text role at ``scale`` (sp, so it follows the density)."""
+    return sp(text_size(role, scale))
+
+
+class Panel(BoxLayout):
+    """A box with an opaque background colour (and optionally a border)."""
+
+    bg_color = ColorProperty(PALETTE.page)
+    border_color = ColorProperty([0, 0, 0, 0])
+    border_width = NumericProperty(0)
+
+
+class KText(Label):
+    """Text in one of the theme's roles; wraps to its width and grows to fit.
+
+    ``wrap`` False keeps the text on one line and sizes the widget to the text
+    (amounts, digits); True wraps to the width given by the layout.
+    """
+
+    role = OptionProperty(
+        "body",
+        options=["title", "body", "caption", "heading", "value", "amount", "big_value", "button",
+                 "utility", "badge", "small", "key"],
+    )
+    wrap = BooleanProperty(True)
+
+
+class Hideable(BoxLayout):
+    """A box that takes no room and draws nothing while ``shown`` is False."""
+
+    shown = BooleanProperty(True)
+    full_height = NumericProperty(0)
+
+
+class BigButton(ButtonBehavior, BoxLayout):
+    """A touch target with a worded caption; reports (action, value) when released.
+
+    The caption, colours and size follow ``kind``: ``primary`` (the one main action,
+    with a badge saying the big key presses it), ``secondary``, ``cancel``,
+    ``utility`` (repeat, language) or ``key`` (an on-screen keypad digit).
+    """
+
+    action = StringProperty("")
+    value = StringProperty("")
+    text = StringProperty("")
+    badge = StringProperty("")
+    kind = OptionProperty("secondary", options=["primary", "secondary", "cancel", "utility", "key", "tile"])
+    focused = BooleanProperty(False)
+    bg_color = ColorProperty(PALETTE.secondary_bg)
+    ink = ColorProperty(PALETTE.secondary_ink)
+    min_height = NumericProperty(dp(SIZES.target))
+    on_choose = ObjectProperty(None, allownone=True)
+    """Called with (action, value) on release."""
+
+    def on_kv_post(self, base_widget: Widget) -> None:
+        if self.kind == "utility":
+            # Repeat and language buttons are as wide as their words, on one line.
+            caption = self.ids.caption
+            caption.wrap = False
+            caption.pos_hint = {"center_x": 0.5}
+            self.size_hint_x = None
+            caption.bind(texture_size=self._fit_width)
+            self._fit_width()
+
+    def _fit_width(self, *_: object) -> None:
+        caption = self.ids.caption
+        self.width = max(self.min_height, caption.texture_size[0] + self.padding[0] + self.padding[2])
+
+    def on_release(self) -> None:
+        """Report the press (the screen host wires ``on_choose``)."""
+        if self.on_choose is not None:
+            self.on_choose(self.action, self.value)
+
+
+class DigitBoxes(BoxLayout):
+    """One box per expected digit, filled as the customer types (never hides a digit)."""
+
+    digits = StringProperty("")
+    length = NumericProperty(10)
+    cells = ListProperty([])
+
+    def on_length(self, *_: object) -> None:
+        self._rebuild()
+
+    def on_digits(self, *_: object) -> None:
+        self._fill()
+
+    def on_kv_post(self, base_widget: Widget) -> None:
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.clear_widgets()
+        self.cells = []
+        for _ in range(max(1, int(self.length))):
+            cell = DigitCell()
+            self.add_widget(cell)
+            self.cells.append(cell)
+        self._fill()
+
+    def _fill(self) -> None:
+        for i, cell in enumerate(self.cells):
+            cell.text = self.digits[i] if i < len(self.digits) else ""
+            cell.current = i == len(self.digits)
+
+
+class DigitCell(Panel):
+    """One digit box."""
+
+    text = StringProperty("")
+    current = BooleanProperty(False)
+
+
+class LevelBar(Widget):
+    """A level drawn as filled and outlined blocks; the screen also says the number."""
+
+    level = NumericProperty(0)
+    levels = NumericProperty(5)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.bind(pos=self._redraw, size=self._redraw, level=self._redraw, levels=self._redraw)
+
+    def _redraw(self, *_: object) -> None:
+        from kivy.graphics import Color, Line, Rectangle
+
+        self.canvas.clear()
+        n = max(1, int(self.levels))
+        gap = dp(10)
+        side = self.height
+        with self.canvas:
+            for i in range(n):
+                x = self.x + i * (side + gap)
+                if i < self.level:
+                    Color(*PALETTE.primary_bg)
+                    Rectangle(pos=(x, self.y), size=(side, side))
+                Color(*PALETTE.line)
+                Line(rectangle=(x, self.y, side, side), width=dp(1.5))
+
+
+class FitRow(BoxLayout):
+    """A horizontal row as tall as its tallest child (buttons grow with the text size)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.bind(children=self._watch, padding=self._fit)
+
+    def _watch(self, *_: object) -> None:
+        for child in self.children:
+            child.unbind(height=self._fit)
+            child.bind(height=self._fit)
+        self._fit()
+
+    def _fit(self, *_: object) -> None:
+        tallest = max((c.height for c in self.children), default=0)
+        self.height = tallest + self.padding[1] + self.padding[3] if self.children else 0
+
+
+class FitColumn(BoxLayout):
+    """A vertical stack exactly as tall as its children (which set their own heights)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("orientation", "vertical")
+        super().__init__(**kwargs)
+        self.size_hint_y = None
+        self.bind(children=self._watch, padding=self._fit, spacing=self._fit)
+
+    def _watch(self, *_: object) -> None:
+        for child in self.children:
+            child.unbind(height=self._fit)
+            child.bind(height=self._fit)
+        self._fit()
+
+    def _fit(self, *_: object) -> None:
+        n = len(self.children)
+        total = sum(c.height for c in self.children) + self.spacing * max(0, n - 1)
+        self.height = total + self.padding[1] + self.padding[3] if n else 0
+
+
+class DigitPad(GridLayout):
+    """An on-screen 12-key pad: 1-9, then clear, 0, enter (those two are the screen's
+    own buttons, placed in ``slots`` by the screen host)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.slots: dict[str, BoxLayout] = {}
+        for label in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "enter"):
+            if label.isdigit():
+                self.add_widget(BigButton(action="digit", value=label, text=label, kind="key"))
+            else:
+                slot = FitRow()
+                self.slots[label] = slot
+                self.add_widget(slot)
+
+
+def load_kv() -> None:
+    """Load the widget rules (once)."""
+    path = str(KV_DIR / "kiosk.kv")
+    if path not in Builder.files:
+        Builder.load_file(path)
+
+
+__all__ = [
+    "STYLE",
+    "BigButton",
+    "DigitBoxes",
+    "DigitCell",
+    "DigitPad",
+    "FitColumn",
+    "FitRow",
+    "Hideable",
+    "KText",
+    "LevelBar",
+    "Panel",
+    "font_sp",
+    "load_kv",
+]
