@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 UTILITY_ACTIONS = frozenset({Action.REPEAT, Action.LANGUAGE})
 PRIMARY_WEIGHT = 1.6
 """The primary button is this much wider than the others in a row."""
+TILE_PRIMARY_WEIGHT = 1.3
+"""Tiles are big already; the primary one is only a little wider."""
 
 
 def _run(result: Awaitable[Any] | None) -> None:
@@ -135,7 +137,7 @@ def _define_host() -> type:
                 # Same buttons: only their words may change (a language switch).
                 for widget, button in zip(self._buttons, model.buttons, strict=True):
                     widget.text = button.label
-                    widget.badge = badge if button.primary else ""
+                    widget.badge = badge if button.primary and not widget.compact else ""
                 return
             for widget in self._buttons:
                 if widget.parent is not None:
@@ -155,8 +157,15 @@ def _define_host() -> type:
                 slot = view.slot_for(button)
                 if slot is None:
                     slot = self.ids.utility if kind == "utility" else self.ids.actions
+                weight = PRIMARY_WEIGHT
+                if slot is view.ids.get("tiles"):
+                    widget.big = True
+                    weight = TILE_PRIMARY_WEIGHT
+                if getattr(slot, "in_pad", False):
+                    widget.compact = True
+                    widget.badge = ""
                 if kind != "utility":
-                    widget.size_hint_x = PRIMARY_WEIGHT if button.primary else 1.0
+                    widget.size_hint_x = weight if button.primary else 1.0
                 slot.add_widget(widget)
                 self._buttons.append(widget)
 

@@ -126,6 +126,8 @@ class Sizes:
     primary_target: float = 112.0
     utility_target: float = 72.0
     keypad_target: float = 76.0
+    tile_target: float = 150.0
+    """A welcome or payment-method tile: the biggest targets of all."""
     padding: float = 20.0
     spacing: float = 16.0
     focus_ring: float = 6.0

@@ -16,11 +16,18 @@ from typing import ClassVar
 
 from kivy.clock import Clock
 from kivy.lang import Builder
-from kivy.properties import BooleanProperty, DictProperty, NumericProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    ColorProperty,
+    DictProperty,
+    NumericProperty,
+    StringProperty,
+)
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
 from assistant.screens import Action, Button, Screen, ScreenModel
+from ui.theme import PALETTE
 from ui.widgets import Hideable, KText, Panel
 
 SCREENS_DIR = Path(__file__).resolve().parent / "screens"
@@ -58,9 +65,10 @@ class StepItem(Panel):
 
 
 class TableCell(KText):
-    """One cell of the cassette table; the row being counted is framed and bold."""
+    """One cell of the cassette table; the row being counted is shaded, framed and bold."""
 
     active = BooleanProperty(False)
+    bg_color = ColorProperty(PALETTE.page)
 
 
 class ScreenView(BoxLayout):

@@ -32,6 +32,7 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
+from ui.linebreak import break_lines
 from ui.theme import PALETTE, SIZES, text_size
 
 KV_DIR = Path(__file__).resolve().parent
@@ -74,6 +75,15 @@ class KText(Label):
     )
     wrap = BooleanProperty(True)
 
+    def texture_update(self, *largs: object) -> None:
+        """Break lines the Chinese way (never inside a number) before Kivy lays the text out."""
+        if self.wrap and self.text and self.text_size[0]:
+            pad = self.padding
+            width = self.text_size[0] - (pad[0] + pad[2] if len(pad) == 4 else 2 * pad[0]) - 1
+            measure = self._label.get_extents
+            self._label.text = break_lines(self.text, width, lambda s: measure(s)[0])
+        super().texture_update(*largs)
+
 
 class Hideable(BoxLayout):
     """A box that takes no room and draws nothing while ``shown`` is False."""
@@ -96,6 +106,12 @@ class BigButton(ButtonBehavior, BoxLayout):
     badge = StringProperty("")
     kind = OptionProperty("secondary", options=["primary", "secondary", "cancel", "utility", "key", "tile"])
     focused = BooleanProperty(False)
+    big = BooleanProperty(False)
+    """A tile (welcome choices, payment methods): taller, with title-sized words."""
+    compact = BooleanProperty(False)
+    """A button placed on the keypad: keypad-sized words, no badge."""
+    natural_height = NumericProperty(0)
+    """The height its words need; the button is at least ``min_height``."""
     bg_color = ColorProperty(PALETTE.secondary_bg)
     ink = ColorProperty(PALETTE.secondary_ink)
     min_height = NumericProperty(dp(SIZES.target))
@@ -235,11 +251,35 @@ class DigitPad(GridLayout):
         self.slots: dict[str, BoxLayout] = {}
         for label in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "enter"):
             if label.isdigit():
-                self.add_widget(BigButton(action="digit", value=label, text=label, kind="key"))
+                key = BigButton(action="digit", value=label, text=label, kind="key")
+                key.bind(natural_height=self._equalize)
+                self.add_widget(key)
             else:
                 slot = FitRow()
+                slot.in_pad = True
+                slot.bind(children=self._slot_changed)
                 self.slots[label] = slot
                 self.add_widget(slot)
+
+    def keys(self) -> list[BigButton]:
+        """Every button on the pad, the screen's own included."""
+        out = []
+        for child in self.children:
+            out.extend(c for c in ([child] if isinstance(child, BigButton) else child.children) if isinstance(c, BigButton))
+        return out
+
+    def _slot_changed(self, slot: FitRow, children: list[Widget]) -> None:
+        for child in children:
+            child.unbind(natural_height=self._equalize)
+            child.bind(natural_height=self._equalize)
+        self._equalize()
+
+    def _equalize(self, *_: object) -> None:
+        # One row height for the whole pad, so the keys line up like a real keypad.
+        keys = self.keys()
+        tallest = max([dp(SIZES.keypad_target), *(k.natural_height for k in keys)])
+        for key in keys:
+            key.min_height = tallest
 
 
 def load_kv() -> None:
