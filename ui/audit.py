@@ -34,7 +34,7 @@ from assistant.config import ROOT, Config
 from assistant.kiosk import PackSource
 from assistant.screens import ScreenModel
 from ui.boot import display_available, prepare
-from ui.samples import Sample, build_samples, present
+from ui.samples import Sample, build_samples, default_packs, present
 from ui.theme import (
     MAX_TEXT_SCALE,
     MIN_CONTRAST,
@@ -49,18 +49,6 @@ XVFB_GUARD = "KIOSK_UI_AUDIT_XVFB"
 TOLERANCE_PX = 1.0
 BG_TOLERANCE = 10 / 255
 """How far a drawn background pixel may be from the declared colour (anti-aliasing, dithering)."""
-
-
-def audit_packs(config: Config) -> tuple[PackSource, tuple[str, ...]]:
-    """The packs the audit renders with, and the ids a customer can switch between.
-
-    The stand-in test packs until the real locale packs are on main; switching is this
-    one line (``assistant.locale``'s pack source instead).
-    """
-    from tests.ui.stand_in_pack import StandInPacks  # stand-in until assistant.locale lands
-
-    packs = StandInPacks()
-    return packs, packs.ids
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -381,7 +369,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     """Run the audit; 0 when every screen meets the bar, 1 otherwise."""
     if not display_available():
         return _rerun_under_xvfb(config)
-    packs, pack_ids = audit_packs(config)
+    packs, pack_ids = default_packs(config)
     samples = build_samples(config.kiosk.hall_phone or "95598", pack_ids)
     if args.only:
         samples = [s for s in samples if s.name in set(args.only)]

@@ -75,10 +75,10 @@ def _define_host() -> type:
     class ScreenHost(Panel):
         """The root widget: the frame, and the current screen's view inside it."""
 
-        def __init__(self, on_choose: Callable[[str, str], None], on_touch: Callable[[], None], **kw: Any):
+        def __init__(self, choose: Callable[[str, str], None], touched: Callable[[], None], **kw: Any):
             super().__init__(**kw)
-            self.on_choose = on_choose
-            self.on_touch = on_touch
+            self.choose = choose
+            self.touched = touched
             self.view: ScreenView | None = None
             self.model: ScreenModel | None = None
             self.touches: set[Any] = set()
@@ -119,7 +119,7 @@ def _define_host() -> type:
         def _wire_keys(self, view: ScreenView) -> None:
             for widget in view.walk(restrict=True):
                 if isinstance(widget, BigButton) and widget.action:
-                    widget.on_choose = self.on_choose
+                    widget.report = self.choose
 
         def _kind(self, button: Button) -> str:
             if button.primary:
@@ -152,7 +152,7 @@ def _define_host() -> type:
                     text=button.label,
                     kind=kind,
                     badge=badge if button.primary else "",
-                    on_choose=self.on_choose,
+                    report=self.choose,
                 )
                 slot = view.slot_for(button)
                 if slot is None:
@@ -183,7 +183,7 @@ def _define_host() -> type:
         def on_touch_down(self, touch: Any) -> bool:
             if self.collide_point(*touch.pos):
                 self.touches.add(touch.uid)
-                self.on_touch()
+                self.touched()
             return super().on_touch_down(touch)
 
         def on_touch_up(self, touch: Any) -> bool:
@@ -191,7 +191,12 @@ def _define_host() -> type:
             if touch.uid in self.touches:
                 self.touches.discard(touch.uid)
                 if not self.touches and self.on_released is not None:
-                    self.on_released()
+                    # After this touch is fully dispatched: the button under the finger
+                    # gets its release (Kivy sends it to the grabbing widget afterwards)
+                    # before any held screen replaces it.
+                    from kivy.clock import Clock
+
+                    Clock.schedule_once(lambda _dt: self.on_released() if not self.touches else None, 0)
             return handled
 
     return ScreenHost
@@ -248,7 +253,7 @@ class KivyDisplay(Display):
         from kivy.core.window import Window
 
         host_cls = _host_class()
-        self.host = host_cls(on_choose=self._choose, on_touch=self._touched)
+        self.host = host_cls(choose=self._choose, touched=self._touched)
         self.host.on_released = self._released
         Window.bind(on_key_down=self._on_key_down, on_flip=self._on_flip)
         if self.latest is not None:

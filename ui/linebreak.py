@@ -60,18 +60,16 @@ def break_lines(text: str, width: float, measure: Callable[[str], float]) -> str
         line = ""
         for piece in units(paragraph):
             candidate = line + piece
-            if not line or measure(candidate) <= width:
-                line = candidate
-                if measure(line) > width and len(line) > 1:
-                    # One piece wider than the line (a very long number): cut it where it must be.
-                    while measure(line) > width and len(line) > 1:
-                        cut = len(line) - 1
-                        while cut > 1 and measure(line[:cut]) > width:
-                            cut -= 1
-                        lines.append(line[:cut])
-                        line = line[cut:]
-                continue
-            lines.append(line.rstrip(" "))
-            line = piece.lstrip(" ")
+            if line and measure(candidate) > width:
+                lines.append(line.rstrip(" "))
+                candidate = piece.lstrip(" ")
+            line = candidate
+            # One piece wider than the line (a very long number): cut it where it must be.
+            while measure(line) > width and len(line) > 1:
+                cut = len(line) - 1
+                while cut > 1 and measure(line[:cut]) > width:
+                    cut -= 1
+                lines.append(line[:cut])
+                line = line[cut:]
         lines.append(line.rstrip(" "))
     return "\n".join(lines)

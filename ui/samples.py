@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from assistant.config import Config
 from assistant.customers import mask_account, mask_name
 from assistant.kiosk import PackSource
 from assistant.messages import Amount, Count, Digits, Masked, Say, Seconds, Show, frozen_map
@@ -27,6 +28,18 @@ from assistant.seed import load_demo
 
 SAMPLE_VALUES = Path(__file__).resolve().parent / "samples.yaml"
 ENROL_STEPS = ("consent", "face", "phone", "account", "card", "done")
+
+
+def default_packs(config: Config) -> tuple[PackSource, tuple[str, ...]]:
+    """The packs the window and the audit render with, and the ids a customer can choose.
+
+    The stand-in test packs until the real locale packs are on main; switching is this
+    one line (the pack source from ``assistant.locale`` instead).
+    """
+    from tests.ui.stand_in_pack import StandInPacks  # stand-in until assistant.locale lands
+
+    packs = StandInPacks()
+    return packs, packs.ids
 
 
 @dataclass(frozen=True)

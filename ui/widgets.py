@@ -115,7 +115,7 @@ class BigButton(ButtonBehavior, BoxLayout):
     bg_color = ColorProperty(PALETTE.secondary_bg)
     ink = ColorProperty(PALETTE.secondary_ink)
     min_height = NumericProperty(dp(SIZES.target))
-    on_choose = ObjectProperty(None, allownone=True)
+    report = ObjectProperty(None, allownone=True)
     """Called with (action, value) on release."""
 
     def on_kv_post(self, base_widget: Widget) -> None:
@@ -133,9 +133,9 @@ class BigButton(ButtonBehavior, BoxLayout):
         self.width = max(self.min_height, caption.texture_size[0] + self.padding[0] + self.padding[2])
 
     def on_release(self) -> None:
-        """Report the press (the screen host wires ``on_choose``)."""
-        if self.on_choose is not None:
-            self.on_choose(self.action, self.value)
+        """Report the press (the screen host wires ``report``)."""
+        if self.report is not None:
+            self.report(self.action, self.value)
 
 
 class DigitBoxes(BoxLayout):

@@ -4,7 +4,7 @@ TEST DATA ONLY. It implements the presenter's ``Pack`` protocol (``id``, ``label
 ``render``) and the runtime's :class:`~assistant.kiosk.PackSource`, with just
 enough number speaking that the runtime's "no digits reach TTS" guard holds. The
 screen audit uses it until the real packs (``assistant.locale``) are on main; then
-``ui.audit.audit_packs`` switches to them in one line.
+``ui.samples.default_packs`` switches to them in one line.
 """
 
 from __future__ import annotations
