@@ -231,6 +231,10 @@ class KivyDisplay(Display):
         """How many models have been drawn (tests and the benchmark wait on it)."""
         self.first_drawn: asyncio.Event | None = None
         self._flip_waiters: list[asyncio.Future[float]] = []
+        self._apply_waiters: list[asyncio.Future[ScreenModel]] = []
+        self._undrawn = False
+        self.drawn_at = 0.0
+        """``perf_counter`` time of the first frame flipped after the latest model was applied."""
 
     # ------------------------------------------------------------------ wiring
     def attach(self, kiosk: Kiosk) -> None:
@@ -291,18 +295,39 @@ class KivyDisplay(Display):
         self.navigator.show(model)
         self.host.set_focus(self.navigator.focus)
         self.applied += 1
+        self._undrawn = True
+        waiters, self._apply_waiters = self._apply_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(model)
 
     # ------------------------------------------------------------------ drawn
     def _on_flip(self, *_: Any) -> None:
         import time
 
         now = time.perf_counter()
+        if self._undrawn:
+            self._undrawn = False
+            self.drawn_at = now
         waiters, self._flip_waiters = self._flip_waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(now)
         if self.first_drawn is not None and self.applied and not self.first_drawn.is_set():
             self.first_drawn.set()
+
+    async def next_applied(self) -> ScreenModel:
+        """Wait until the next model has been put on screen (drawn at the next flip)."""
+        fut: asyncio.Future[ScreenModel] = asyncio.get_running_loop().create_future()
+        self._apply_waiters.append(fut)
+        return await fut
+
+    async def drawn(self) -> float:
+        """When the latest model reached the screen: the ``perf_counter`` time of its frame."""
+        if not self._undrawn:
+            return self.drawn_at
+        await self.next_flip()
+        return self.drawn_at
 
     async def next_flip(self) -> float:
         """Wait until the next frame has been drawn; returns its ``perf_counter`` time."""
