@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -210,6 +211,9 @@ class KivyDisplay(Display):
         interrupt: stops the speech (a touch anywhere); set by :meth:`attach`.
         speak: speaks a focused button's caption; set by :meth:`attach`.
         hold_limit_s: the longest a new screen waits for a finger to lift.
+        nav_hold_s: while the customer moves the focus with the keys, another screen
+            waits this long after the last move (a timer or a device, never the
+            customer, changed it; updates to the same screen are drawn at once).
     """
 
     def __init__(
@@ -218,11 +222,14 @@ class KivyDisplay(Display):
         interrupt: Callable[[], Awaitable[None] | None] | None = None,
         speak: Callable[[str], Awaitable[None] | None] | None = None,
         hold_limit_s: float = 8.0,
+        nav_hold_s: float = 3.0,
     ) -> None:
         self.post = post or (lambda event: None)
         self.interrupt = interrupt or (lambda: None)
         self.speak = speak or (lambda text: None)
         self.hold_limit_s = hold_limit_s
+        self.nav_hold_s = nav_hold_s
+        self._navigating_until = 0.0
         self.navigator = KeypadNavigator()
         self.host: Any = None
         self.latest: ScreenModel | None = None
@@ -271,16 +278,23 @@ class KivyDisplay(Display):
         if self.host is None:
             return
         if self.host.touches:
-            self._hold(model)
+            self._hold(model, self.hold_limit_s)
             return
+        current = self.host.model
+        navigating = self._navigating_until - time.monotonic()
+        if navigating > 0 and current is not None and current.screen != model.screen:
+            self._hold(model, navigating)
+            return
+        # Whatever was held is older than this model: it must not come back later.
+        self.pending = None
         self._apply(model)
 
-    def _hold(self, model: ScreenModel) -> None:
+    def _hold(self, model: ScreenModel, seconds: float) -> None:
         from kivy.clock import Clock
 
         self.pending = model
         Clock.unschedule(self._release_hold)
-        Clock.schedule_once(self._release_hold, self.hold_limit_s)
+        Clock.schedule_once(self._release_hold, seconds)
 
     def _release_hold(self, *_: Any) -> None:
         if self.pending is not None:
@@ -288,7 +302,8 @@ class KivyDisplay(Display):
             self._apply(model)
 
     def _released(self) -> None:
-        self._release_hold()
+        if time.monotonic() >= self._navigating_until:
+            self._release_hold()
 
     def _apply(self, model: ScreenModel) -> None:
         self.host.apply(model)
@@ -303,8 +318,6 @@ class KivyDisplay(Display):
 
     # ------------------------------------------------------------------ drawn
     def _on_flip(self, *_: Any) -> None:
-        import time
-
         now = time.perf_counter()
         if self._undrawn:
             self._undrawn = False
@@ -337,6 +350,7 @@ class KivyDisplay(Display):
 
     # ------------------------------------------------------------------ input
     def _choose(self, action: str, value: str) -> None:
+        self._navigating_until = 0.0
         self.navigator.focus = None
         if self.host is not None:
             self.host.set_focus(None)
@@ -356,8 +370,11 @@ class KivyDisplay(Display):
         """Handle one kiosk key (from the keyboard, the keypad driver or a test)."""
         for outcome in self.navigator.press(key):
             if isinstance(outcome, Post):
+                # The customer acted: what comes next is the answer, drawn at once.
+                self._navigating_until = 0.0
                 self.post(outcome.event)
             elif isinstance(outcome, Focus):
+                self._navigating_until = time.monotonic() + self.nav_hold_s
                 if self.host is not None:
                     self.host.set_focus(outcome.index)
                 _run(self.speak(outcome.button.label))

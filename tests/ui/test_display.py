@@ -311,3 +311,40 @@ async def test_the_on_screen_keypad_types_digits(display, packs, renderer) -> No
     enter = button(display, Action.ENTER)
     assert enter.parent in pad.slots.values()  # the screen's own enter key sits on the pad
     assert [(e.action, e.value) for e in posted] == [(Action.DIGIT, "5"), (Action.DIGIT, "0")]
+
+
+async def test_a_screen_waits_while_the_customer_moves_the_focus(display, packs, renderer) -> None:
+    from kivy.base import EventLoop
+
+    from ui.samples import build_samples, present
+
+    source, ids = packs
+    samples = {s.name: s for s in build_samples(pack_ids=ids)}
+    spoken = []
+    display.speak = spoken.append
+    display.nav_hold_s = 0.3
+
+    def run_frames(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            EventLoop.idle()
+
+    await display.show(present(samples["identified"], source, ids))
+    renderer.settle()
+    key(51, "#", ("shift",))
+    assert spoken == ["一键交费 · 现金"]
+    # A timer fires while the customer is choosing: the warning waits, then shows.
+    await display.show(present(samples["still_there"], source, ids))
+    assert display.host.model.screen == Screen.IDENTIFIED
+    run_frames(0.6)
+    assert display.host.model.screen == Screen.STILL_THERE
+
+    await display.show(present(samples["identified"], source, ids))
+    key(51, "#", ("shift",))
+    await display.show(present(samples["still_there"], source, ids))
+    # A newer update of the screen on show is drawn at once, and the older held one is dropped.
+    await display.show(present(samples["identified_large"], source, ids))
+    assert display.host.model.fields["arrears"] == "¥9999.99"
+    assert display.host.buttons[0].focused
+    run_frames(0.6)
+    assert display.host.model.screen == Screen.IDENTIFIED
