@@ -9,7 +9,9 @@ in one transaction so an enrolment never leaves a half-linked customer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from assistant.errors import StorageError
 from assistant.messages import Masked
@@ -118,11 +120,14 @@ class CustomerDirectory:
         card_token: str | None = None,
         card_last4: str | None = None,
         issuer: str = "",
+        extra: Callable[[Any, int], Awaitable[None]] | None = None,
     ) -> int:
         """Create (or complete) a customer and link all four accounts in one transaction.
 
         Returns the login user id. Re-linking an existing phone number adds the
-        accounts and card to that user instead of creating a second one.
+        accounts and card to that user instead of creating a second one. ``extra``
+        runs inside the same transaction (consent record, face embeddings), so either
+        everything is linked or nothing is.
         """
         if default_method not in METHODS:
             raise StorageError(f"unknown payment method {default_method!r}")
@@ -174,4 +179,6 @@ class CustomerDirectory:
                     raise StorageError(
                         f"electricity account {account_no} is already linked to another customer"
                     )
+            if extra is not None:
+                await extra(tx, user_id)
         return user_id

@@ -23,13 +23,15 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from assistant.billing import AccountInfo, Billing
 from assistant.customers import Customer, CustomerDirectory, mask_account, mask_name
+from assistant.dialog_enrol import EnrolmentSteps
+from assistant.enrolment import Enrolments
 from assistant.errors import (
     BillingError,
     CashDeviceError,
@@ -41,6 +43,7 @@ from assistant.messages import (
     ActionChosen,
     Amount,
     CancelTimer,
+    CardRead,
     CashEvent,
     CashEventKind,
     Command,
@@ -49,15 +52,18 @@ from assistant.messages import (
     Digits,
     EndSession,
     Event,
+    FaceCaptured,
     FaceOutcome,
     FaceSeen,
     Key,
     KeyPressed,
     Listen,
+    LivenessResult,
     PaymentDone,
     Say,
     Seconds,
     SessionStart,
+    SetTextSize,
     SetVoice,
     Show,
     SpeechFinished,
@@ -68,8 +74,11 @@ from assistant.messages import (
     Utterance,
     frozen_map,
 )
+from assistant.nlu import Understanding
+from assistant.noncash import NonCashPayments
 from assistant.prompts import Intent, Prompt
 from assistant.screens import Action, Screen
+from assistant.staff import StaffDirectory, StaffMember
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +96,28 @@ class State(StrEnum):
     CONFIRM_PAYMENT = "confirm_payment"
     CASH = "cash"
     SETTLING = "settling"
+    LIVENESS = "liveness"
     PAYING = "paying"
     RESULT = "result"
     HELP = "help"
     STILL_THERE = "still_there"
+    SETTINGS = "settings"
     FAULT = "fault"
+    ENROL_STAFF = "enrol_staff"
+    ENROL_PIN = "enrol_pin"
+    ENROL_CONSENT = "enrol_consent"
+    ENROL_PHONE = "enrol_phone"
+    ENROL_PHONE_CONFIRM = "enrol_phone_confirm"
+    ENROL_ACCOUNT = "enrol_account"
+    ENROL_ACCOUNT_CONFIRM = "enrol_account_confirm"
+    ENROL_MORE = "enrol_more"
+    ENROL_FACE = "enrol_face"
+    ENROL_CARD_SCAN = "enrol_card_scan"
+    ENROL_CARD_CONFIRM = "enrol_card_confirm"
+    ENROL_METHOD = "enrol_method"
+
+
+ENROL_STATES = frozenset(s for s in State if s.value.startswith("enrol_"))
 
 
 # States in which the customer is expected to act, so the idle timer runs.
@@ -107,6 +133,9 @@ WAITING_STATES = frozenset(
         State.CASH,
         State.HELP,
         State.RESULT,
+        State.LIVENESS,
+        State.SETTINGS,
+        *ENROL_STATES,
     }
 )
 
@@ -124,7 +153,19 @@ FACE_GUIDANCE = {
     FaceOutcome.BLURRY: Prompt.FACE_BLURRY,
 }
 
+# Voice and text adjustments: intent -> (setting, step, acknowledgement).
+ADJUSTMENTS: dict[str, tuple[str, int, str]] = {
+    Intent.SLOWER: ("rate", -1, Prompt.SLOWER_ACK),
+    "faster": ("rate", +1, Prompt.FASTER_ACK),
+    Intent.LOUDER: ("volume", +1, Prompt.LOUDER_ACK),
+    "softer": ("volume", -1, Prompt.SOFTER_ACK),
+    "text_bigger": ("text", +1, Prompt.TEXT_BIGGER_ACK),
+    "text_smaller": ("text", -1, Prompt.TEXT_SMALLER_ACK),
+}
+
 IDLE_TIMER = "idle"
+NO_SPEECH_TIMER = "no_speech"
+"""Posted by the listener after a long silence (see ``speech.listener``)."""
 GRACE_TIMER = "grace"
 RESULT_TIMER = "result"
 
@@ -149,26 +190,18 @@ class DialogConfig:
     """Face frames with problems before falling back to the account number."""
     max_pay_fen: int = 1_000_000
     """Largest amount accepted at the kiosk in one payment (10 000 元)."""
-
-
-class IntentResult(Protocol):
-    """What the understanding step returns (see ``assistant.nlu``)."""
-
-    intent: str
-    slots: Mapping[str, Any]
-    score: float
-
-
-class Understanding(abc.ABC):
-    """Turns a transcript into an intent, restricted to what the current state expects."""
-
-    @abc.abstractmethod
-    def match(self, text: str, expected: Iterable[str]) -> IntentResult | None:
-        """The best intent among ``expected`` for ``text``, or None.
-
-        May raise a :class:`KioskError` (e.g. an ambiguous amount) that the dialog
-        turns into a re-ask.
-        """
+    slowest_step: int = -2
+    """How many steps slower than the pack's rate a customer can ask for."""
+    fastest_step: int = 1
+    """How many steps faster."""
+    loudest_step: int = 3
+    """How many steps louder than the default volume."""
+    softest_step: int = -1
+    """How many steps softer."""
+    text_scales: tuple[float, ...] = (1.0, 1.25, 1.5)
+    """Text sizes a customer can choose, default first."""
+    face_only_limit_fen: int = 20_000
+    """Above this, a non-cash payment needs liveness and a read-back of the masked account."""
 
 
 class CashPayments(abc.ABC):
@@ -203,11 +236,19 @@ class DialogServices:
     billing: Billing
     customers: CustomerDirectory
     understanding: Understanding | None
+    staff: StaffDirectory | None = None
+    """Staff verification (None: no staff functions)."""
+    enrolments: Enrolments | None = None
+    """Enrolment data side (None: enrolment unavailable)."""
     cash: CashPayments | None = None
+    noncash: NonCashPayments | None = None
+    """Quick-pay and e-wallet (None: cash only)."""
     packs: tuple[str, ...] = ("zh-CN",)
     """Locale packs a customer can switch to."""
     hall_phone: str = ""
     staff_present: bool = True
+    voice_available: bool = True
+    """False when the customer cannot be heard (no recogniser or microphone): keypad only."""
     spawn: Callable[[Awaitable[Event | None]], None] | None = None
     """Run a background wait whose result (an event) is fed back to the dialog."""
 
@@ -228,12 +269,29 @@ class Session:
     candidate_user: int | None = None
     time_factor: float = 1.0
     warned: bool = False
+    reprompted: bool = False
     resume_state: State | None = None
     pending_method: str = ""
     excess_ok: bool = False
+    staff_member: StaffMember | None = None
+    pending_digits: str = ""
+    card_scans: int = 0
+    resume_said: list[Say] = field(default_factory=list)
+    resume_show: Show | None = None
+    resume_listen: tuple[str, ...] = ()
+    pack: str | None = None
+    """Locale pack this customer chose (None: the kiosk's default)."""
+    rate_step: int = 0
+    volume_step: int = 0
+    text_index: int = 0
+    by_face: bool = False
+    """Identified by face (non-cash payments need it)."""
+    live: bool = False
+    """Passed the liveness challenge in this session."""
+    readback_done: bool = False
 
 
-class Dialog:
+class Dialog(EnrolmentSteps):
     """The state machine.
 
     Args:
@@ -301,11 +359,20 @@ class Dialog:
         """Move to ``state``; restart the idle timer where the customer must act."""
         self.state = state
         self.session.warned = False
+        self.session.reprompted = False
         self._cancel_timer(GRACE_TIMER)
         if state in WAITING_STATES and state is not State.RESULT:
             self._timer(IDLE_TIMER, self.config.idle_timeout_s * self.session.time_factor)
         else:
             self._cancel_timer(IDLE_TIMER)
+
+    def _suspend(self) -> None:
+        """Remember where the customer is, to come back after a warning or a staff call."""
+        s = self.session
+        s.resume_state = self.state
+        s.resume_said = list(self.last_said)
+        s.resume_show = self.last_show
+        s.resume_listen = self.listening
 
     def _touch(self) -> None:
         """The customer acted: restart the idle timer without changing the screen."""
@@ -320,9 +387,20 @@ class Dialog:
             await self._on_timeout(event)
             return
         if isinstance(event, StaffCommand):
+            if event.command == "start_enrolment" and self.state is State.IDLE:
+                await self._start_enrolment()
+            return
+        if isinstance(event, CardRead):
+            await self._on_card_read(event)
+            return
+        if isinstance(event, FaceCaptured) or (isinstance(event, FaceSeen) and self.state in ENROL_STATES):
+            await self._enrol_face_event(event)
             return
         if isinstance(event, PaymentDone):
             await self._on_payment_done(event)
+            return
+        if isinstance(event, LivenessResult):
+            await self._on_liveness(event)
             return
         if isinstance(event, CashEvent):
             await self._on_cash(event)
@@ -376,12 +454,17 @@ class Dialog:
                 return Intent.PAY, {"method": METHOD_ACTIONS[action]}, 1.0
             mapping: dict[Action, tuple[str, dict[str, Any]]] = {
                 Action.PAY_BILL: ("start", {}),
-                Action.SERVICES: ("start", {}),
+                Action.SERVICES: ("services", {}),
                 Action.CALL_STAFF: (Intent.HELP, {}),
                 Action.LANGUAGE: (Intent.CHOOSE_LANGUAGE, {"pack": event.value}),
                 Action.REPEAT: (Intent.REPEAT, {}),
                 Action.SLOWER: (Intent.SLOWER, {}),
+                Action.FASTER: ("faster", {}),
                 Action.LOUDER: (Intent.LOUDER, {}),
+                Action.SOFTER: ("softer", {}),
+                Action.TEXT_BIGGER: ("text_bigger", {}),
+                Action.TEXT_SMALLER: ("text_smaller", {}),
+                Action.SETTINGS: ("settings", {}),
                 Action.CANCEL: (Intent.CANCEL, {}),
                 Action.ONE_KEY_PAY: (Intent.CONFIRM, {}),
                 Action.CONFIRM: (Intent.CONFIRM, {}),
@@ -390,6 +473,7 @@ class Dialog:
                 Action.CREDIT_EXCESS: (Intent.CREDIT_EXCESS, {}),
                 Action.MORE_TIME: (Intent.MORE_TIME, {}),
                 Action.DONE: (Intent.CONFIRM, {}),
+                Action.SKIP: (Intent.SKIP, {}),
                 Action.DIGIT: ("digit", {"digit": event.value}),
                 Action.CLEAR: ("clear", {}),
                 Action.ENTER: ("enter", {}),
@@ -401,7 +485,7 @@ class Dialog:
             if nlu is None or not event.text.strip():
                 return None, {}, 0.0
             expected = self.listening or COMMON_INTENTS
-            result = nlu.match(event.text, expected)
+            result = nlu.match(event.text, expected, self.session.pack)
             if result is None:
                 return None, {}, event.confidence
             return str(result.intent), dict(result.slots), min(event.confidence, result.score)
@@ -409,30 +493,31 @@ class Dialog:
 
     # ------------------------------------------------------------------ what works everywhere
     async def _common(self, intent: str, slots: dict[str, Any], event: Event) -> bool:
-        s = self.session
         if intent == Intent.REPEAT:
             self._touch()
             if self.last_show is not None:
                 self._out.append(self.last_show)
             self._out.extend(self.last_said)
             return True
-        if intent == Intent.SLOWER:
+        if intent in ADJUSTMENTS:
             self._touch()
-            self._out.append(SetVoice(rate_step=-1))
-            # Say the current step again, now slower.
-            self._say(Prompt.SLOWER_ACK, remember=False)
-            self._out.extend(self.last_said)
+            self._adjust(intent)
+            if self.state is not State.SETTINGS:
+                # Say the current step again, now slower / louder.
+                self._out.extend(self.last_said)
+            else:
+                self._show_settings()
             return True
-        if intent == Intent.LOUDER:
-            self._touch()
-            self._out.append(SetVoice(volume_step=+1))
-            self._say(Prompt.LOUDER_ACK, remember=False)
-            self._out.extend(self.last_said)
+        if intent == "settings" and self.state is not State.SETTINGS:
+            if self.state is not State.IDLE:
+                self._suspend()
+            self._show_settings(intro=True)
             return True
         if intent == Intent.CHOOSE_LANGUAGE:
             pack = str(slots.get("pack", ""))
             if pack and pack in self.services.packs:
                 self._touch()
+                self.session.pack = pack
                 self._out.append(SetVoice(pack=pack))
                 self._say(Prompt.LANGUAGE_SWITCHED, remember=False)
                 # Show and say the current step again, now in the chosen language.
@@ -441,7 +526,8 @@ class Dialog:
                 self._out.extend(self.last_said)
             return True
         if intent == Intent.HELP and self.state not in (State.HELP, State.IDLE):
-            s.resume_state = self.state if self.state is not State.STILL_THERE else s.resume_state
+            if self.state is not State.STILL_THERE:
+                self._suspend()
             self._call_staff()
             return True
         if intent == Intent.HELP and self.state is State.IDLE:
@@ -449,6 +535,9 @@ class Dialog:
             return True
         if self.state is State.STILL_THERE:
             await self._still_there_answer(intent)
+            return True
+        if intent == Intent.CANCEL and self.state in ENROL_STATES:
+            self._cancel_enrolment()
             return True
         if intent == Intent.CANCEL and self.state in (
             State.IDENTIFYING,
@@ -466,6 +555,55 @@ class Dialog:
             self._end_session()
             return True
         return False
+
+    # ------------------------------------------------------------------ settings
+    def _adjust(self, intent: str) -> None:
+        """One step of speech rate, volume or text size, within the configured limits."""
+        s, c = self.session, self.config
+        setting, step, ack = ADJUSTMENTS[intent]
+        if setting == "rate":
+            new = s.rate_step + step
+            ok = c.slowest_step <= new <= c.fastest_step
+            if ok:
+                s.rate_step = new
+                self._out.append(SetVoice(rate_step=step))
+        elif setting == "volume":
+            new = s.volume_step + step
+            ok = c.softest_step <= new <= c.loudest_step
+            if ok:
+                s.volume_step = new
+                self._out.append(SetVoice(volume_step=step))
+        else:
+            new = s.text_index + step
+            ok = 0 <= new < len(c.text_scales)
+            if ok:
+                s.text_index = new
+                self._out.append(SetTextSize(c.text_scales[new]))
+        self._say(ack if ok else Prompt.SETTING_LIMIT, remember=False)
+
+    def _show_settings(self, intro: bool = False) -> None:
+        s = self.session
+        if intro:
+            self._new_turn()
+            self._say(Prompt.SETTINGS_INTRO)
+        self._show(
+            Screen.SETTINGS,
+            text_size=Count(round(self.config.text_scales[s.text_index] * 100)),
+            rate=Count(s.rate_step),
+            volume=Count(s.volume_step),
+        )
+        if self.state is not State.SETTINGS:
+            self._enter(State.SETTINGS)
+            self._listen(Intent.SLOWER, Intent.LOUDER, Intent.CONFIRM, Intent.CANCEL)
+
+    async def _in_settings(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        if intent in (Intent.CONFIRM, Intent.CANCEL, "enter"):
+            resume = self.session.resume_state
+            self._new_turn()
+            if resume is None:
+                self._to_idle()
+            else:
+                await self._resume(resume)
 
     # ------------------------------------------------------------------ session start / end
     def _to_idle(self, greet: bool = True) -> None:
@@ -494,6 +632,8 @@ class Dialog:
         self.session = Session()
         self._new_turn()
         self._say(Prompt.WELCOME)
+        if not self.services.voice_available:
+            self._say(Prompt.KEYPAD_ONLY)
         self._say(Prompt.LOOKING)
         self._show(Screen.IDENTIFY, guidance=Prompt.LOOKING)
         self._out.append(DeviceAction("camera", "identify"))
@@ -531,6 +671,7 @@ class Dialog:
                 return
             self._out.append(DeviceAction("camera", "stop"))
             s.customer = customer
+            s.by_face = True
             await self._load_account(customer.accounts[0])
             return
         if event.outcome is FaceOutcome.UNCERTAIN and event.customer_id is not None:
@@ -778,7 +919,10 @@ class Dialog:
     async def _in_confirm_payment(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         s = self.session
         if intent in (Intent.CONFIRM, "enter"):
-            await self._start_payment(s.pending_method or s.method, s.amount_fen)
+            if s.readback_done and s.payment_id:
+                await self._start_noncash(s.pending_method or s.method, s.amount_fen)
+            else:
+                await self._start_payment(s.pending_method or s.method, s.amount_fen)
         elif intent == Intent.DENY:
             self._present_arrears()
         elif intent == Intent.AMOUNT:
@@ -808,11 +952,79 @@ class Dialog:
             self._enter(State.CASH)
             self._listen(Intent.CANCEL, Intent.CREDIT_EXCESS)
             return
-        # Card and e-wallet need a payment gateway; until one is configured, say so plainly
-        # and offer cash.
-        self._say(Prompt.METHOD_UNAVAILABLE, method=METHOD_PROMPTS[method])
-        s.method = "cash"
-        self._choose_method()
+        await self._start_noncash(method, amount_fen)
+
+    async def _start_noncash(self, method: str, amount_fen: int) -> None:
+        """Quick-pay or e-wallet: face identity, liveness where needed, read-back if large."""
+        s = self.session
+        assert s.account is not None
+        noncash = self.services.noncash
+        if noncash is None or not noncash.available(method):
+            self._say(Prompt.METHOD_UNAVAILABLE, method=METHOD_PROMPTS[method])
+            s.method = "cash"
+            self._choose_method()
+            return
+        if not s.by_face or s.customer is None:
+            self._say(Prompt.NONCASH_NEEDS_FACE)
+            s.method = "cash"
+            self._choose_method()
+            return
+        if method == "card" and not s.customer.card_token:
+            self._say(Prompt.NO_CARD_BOUND)
+            s.method = "cash"
+            self._choose_method()
+            return
+        large = amount_fen > self.config.face_only_limit_fen
+        if (method == "card" or large) and not s.live:
+            direction = secrets.choice(("left", "right"))
+            word = Prompt.LIVENESS_LEFT if direction == "left" else Prompt.LIVENESS_RIGHT
+            self._say(Prompt.LIVENESS_CHALLENGE, direction=word)
+            self._show(Screen.IDENTIFY, guidance=Prompt.LIVENESS_CHALLENGE, direction=word)
+            self._out.append(DeviceAction("camera", "liveness", frozen_map(direction=direction)))
+            self._enter(State.LIVENESS)
+            self._listen(Intent.CANCEL)
+            return
+        if large and not s.readback_done:
+            s.readback_done = True
+            s.pending_method = method
+            self._say(
+                Prompt.CONFIRM_ACCOUNT_PAYMENT,
+                amount=Amount(amount_fen),
+                method=METHOD_PROMPTS[method],
+                account=mask_account(s.account.account_no),
+            )
+            self._show(
+                Screen.CONFIRM,
+                question=Prompt.CONFIRM_ACCOUNT_PAYMENT,
+                amount=Amount(amount_fen),
+                method=METHOD_PROMPTS[method],
+                account=mask_account(s.account.account_no),
+            )
+            self._enter(State.CONFIRM_PAYMENT)
+            self._listen(Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
+            return
+        payer = s.customer.card_token if method == "card" else (s.customer.wallet_no or s.customer.phone)
+        self._say(Prompt.PAYING_NONCASH, amount=Amount(amount_fen), method=METHOD_PROMPTS[method])
+        self._show(Screen.RESULT, paid=Amount(amount_fen), pending=True)
+        self._enter(State.PAYING)
+        spawn = self.services.spawn
+        payment_id, account_no = s.payment_id, s.account.account_no
+        user_id = s.customer.user_id
+        if spawn is not None:
+            spawn(noncash.pay(payment_id, account_no, user_id, method, str(payer), amount_fen))
+
+    async def _on_liveness(self, event: LivenessResult) -> None:
+        s = self.session
+        if self.state is not State.LIVENESS:
+            return
+        self._new_turn()
+        if not event.passed:
+            self._say(Prompt.LIVENESS_FAILED)
+            s.method = "cash"
+            self._choose_method()
+            return
+        s.live = True
+        await self._start_noncash(s.method, s.amount_fen)
 
     def _show_cash(self) -> None:
         s = self.session
@@ -910,6 +1122,12 @@ class Dialog:
         account = mask_account(s.account.account_no)
         self._new_turn()
         if not event.ok:
+            if event.problem == Prompt.PAYMENT_DECLINED:
+                # Nothing was charged: say so plainly and offer the other ways, cash first.
+                self._say(Prompt.PAYMENT_DECLINED)
+                s.method = "cash"
+                self._choose_method()
+                return
             # Cancelled or failed: whatever was inserted has been given back, or credited.
             self._say(event.problem or Prompt.CANCELLED)
             if not event.credited_fen:
@@ -924,6 +1142,7 @@ class Dialog:
         receipt = frozen_map(
             payment=event.payment_id,
             account=account,
+            amount=Amount(event.paid_fen),
             paid=Amount(event.paid_fen),
             inserted=Amount(event.inserted_fen),
             change=Amount(event.change_fen),
@@ -957,6 +1176,9 @@ class Dialog:
             await self._resume(resume)
 
     async def _in_idle(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        if intent == Intent.START_ENROLMENT or intent == "services":
+            await self._start_enrolment()
+            return
         if intent in ("start", Intent.PAY, Intent.CONFIRM, "enter"):
             await self._begin_session()
         elif intent == "digit":
@@ -968,12 +1190,18 @@ class Dialog:
     # ------------------------------------------------------------------ timeouts
     async def _on_timeout(self, event: Timeout) -> None:
         s = self.session
+        if event.timer == NO_SPEECH_TIMER:
+            # A long silence while listening: one gentle word per step, never an abort.
+            if self.state in WAITING_STATES and self.state is not State.RESULT and not s.reprompted:
+                s.reprompted = True
+                self._say(Prompt.LISTEN_REPROMPT, remember=False)
+            return
         if event.timer == RESULT_TIMER and self.state is State.RESULT:
             self._new_turn()
             self._end_session()
             return
         if event.timer == IDLE_TIMER and self.state in WAITING_STATES:
-            s.resume_state = self.state
+            self._suspend()
             s.warned = True
             self.state = State.STILL_THERE
             self._new_turn()
@@ -988,6 +1216,9 @@ class Dialog:
             self._say(Prompt.TIMED_OUT)
             if s.resume_state is State.CASH and self.services.cash is not None:
                 await self._give_back_cash()
+                return
+            if s.resume_state in ENROL_STATES:
+                self._cancel_enrolment()
                 return
             self._end_session()
 
@@ -1009,6 +1240,9 @@ class Dialog:
             self._say(Prompt.MORE_TIME_GRANTED, remember=False)
             await self._resume(resume)
         elif intent == Intent.CANCEL:
+            if s.resume_state in ENROL_STATES:
+                self._cancel_enrolment()
+                return
             self._new_turn()
             self._say(Prompt.CANCELLED)
             if s.resume_state is State.CASH and self.services.cash is not None:
@@ -1017,24 +1251,27 @@ class Dialog:
             self._end_session()
 
     async def _resume(self, state: State) -> None:
-        """Go back to a waiting state, showing and saying its screen again."""
+        """Go back to where the customer was: the same screen, prompt and expectations."""
         s = self.session
         s.resume_state = None
         if state is State.CASH:
+            # The amounts may have changed while the warning was up.
             self._say(Prompt.CASH_INSERT, due=Amount(max(0, s.amount_fen - s.inserted_fen)))
             self._show_cash()
             self._enter(State.CASH)
             self._listen(Intent.CANCEL, Intent.CREDIT_EXCESS)
-        elif state in (State.ARREARS, State.CONFIRM_PAYMENT, State.CHOOSE_METHOD) and s.account:
-            self._present_arrears()
-        elif state in (State.ACCOUNT_ENTRY, State.CONFIRM_ACCOUNT, State.CONFIRM_FACE):
-            self._ask_account(Prompt.ASK_ACCOUNT)
-        elif state is State.IDENTIFYING:
-            await self._begin_session()
-        elif state is State.RESULT:
+            return
+        if state is State.IDLE or s.resume_show is None:
             self._end_session()
-        else:
-            self._end_session()
+            return
+        self._out.append(s.resume_show)
+        self.last_show = s.resume_show
+        for said in s.resume_said:
+            self._out.append(said)
+            self.last_said.append(said)
+        self._enter(state)
+        self.listening = s.resume_listen
+        self._out.append(Listen(s.resume_listen))
 
     # ------------------------------------------------------------------ errors
     async def _on_error(self, exc: KioskError) -> None:

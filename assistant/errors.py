@@ -94,3 +94,27 @@ class PaymentError(KioskError):
     """A payment could not be completed."""
 
     prompt_id = "payment_failed"
+
+
+class SpokenNumberError(KioskError):
+    """Spoken or typed text could not be turned into a number (amount or digit string)."""
+
+    prompt_id = "not_understood"
+
+
+class AmbiguousAmount(SpokenNumberError):
+    """The customer gave an approximate amount ("two or three yuan"); ask again, never guess."""
+
+    prompt_id = "amount_ambiguous"
+
+
+class NotAnAmount(SpokenNumberError):
+    """The text is not an amount of money at all."""
+
+    prompt_id = "amount_not_understood"
+
+
+class NotDigits(SpokenNumberError):
+    """The text is not a string of digits (account, phone or card number)."""
+
+    prompt_id = "digits_not_understood"

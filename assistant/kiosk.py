@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from assistant.dialog import Dialog
 from assistant.messages import (
@@ -28,6 +28,7 @@ from assistant.messages import (
     Event,
     Listen,
     Say,
+    SetTextSize,
     SetVoice,
     Show,
     SpeechFinished,
@@ -57,9 +58,26 @@ class HeadlessDisplay(Display):
     def __init__(self) -> None:
         self.shown: list[ScreenModel] = []
         self.observers: list[Callable[[ScreenModel], Awaitable[None] | None]] = []
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def wait_for(self, screen: str, timeout: float = 10.0) -> ScreenModel:
+        """Wait until ``screen`` is on display; returns its model."""
+        cond = self._condition()
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(lambda: self.current is not None and self.current.screen == screen)
+        assert self.current is not None
+        return self.current
 
     async def show(self, model: ScreenModel) -> None:
         self.shown.append(model)
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
         for observer in list(self.observers):
             result = observer(model)
             if asyncio.iscoroutine(result):
@@ -75,11 +93,8 @@ class Voice(abc.ABC):
     """Speaks rendered text; can be stopped at once; rate and volume adjustable."""
 
     @abc.abstractmethod
-    async def say(self, text: str, voice: str, rate: int) -> bool:
-        """Speak ``text`` with the pack's ``voice`` at words-per-minute ``rate``.
-
-        Returns True when it finished, False when it was stopped.
-        """
+    async def say(self, text: str, voice: str) -> bool:
+        """Speak ``text`` with the pack's ``voice``; True when it finished, False when stopped."""
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -152,18 +167,13 @@ class Transcript:
         return [ln.text.split("  ", 1)[-1] for ln in self.lines if ln.kind == "say"]
 
 
-class PackSource(abc.ABC):
-    """Gives the runtime the locale packs (see ``assistant.locale``)."""
+class PackSource(Protocol):
+    """The locale packs as the runtime uses them (``assistant.locale.LocaleRegistry``)."""
 
-    default: str
+    default_id: str
 
-    @abc.abstractmethod
-    def get(self, pack_id: str) -> Pack:
-        """A pack by id."""
-
-    @abc.abstractmethod
-    def voice(self, pack_id: str) -> tuple[str, int]:
-        """The pack's TTS voice id and speech rate."""
+    def get(self, pack_id: str | None = None) -> Any:
+        """A pack by id (the default when None)."""
 
 
 class Kiosk:
@@ -200,7 +210,7 @@ class Kiosk:
         self.devices = devices or {}
         self.notifier = notifier or LogNotifier()
         self.presenter = Presenter(packs.get)
-        self.pack_id = packs.default
+        self.pack_id = packs.default_id
         self.text_scale = 1.0
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -253,10 +263,18 @@ class Kiosk:
             await self.close()
 
     async def step(self, event: Event) -> None:
-        """Give one event to the dialog and carry out its commands."""
+        """Give one event to the dialog and carry out its commands.
+
+        A failure here is logged and the loop goes on: one bad prompt or device must
+        not take the kiosk down in front of a customer.
+        """
         if not isinstance(event, SpeechFinished):
             self.transcript.add("event", _describe(event))
-        await self.execute_all(await self.dialog.handle(event))
+        try:
+            await self.execute_all(await self.dialog.handle(event))
+        except Exception as exc:
+            log.exception("runtime: %s while handling %s", exc, event)
+            self.transcript.add("error", f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         """Stop timers, speech and background tasks."""
@@ -280,6 +298,10 @@ class Kiosk:
                 captions.append(self._say(cmd))
             elif isinstance(cmd, Show):
                 pending_show = cmd
+            elif isinstance(cmd, SetTextSize):
+                self.text_scale = cmd.scale
+                if pending_show is None:
+                    pending_show = self._last_show
             elif isinstance(cmd, SetVoice):
                 await self._set_voice(cmd)
                 # A language switch redraws the screen in the new language.
@@ -313,7 +335,7 @@ class Kiosk:
             if handler is not None:
                 await handler(cmd)
         elif isinstance(cmd, EndSession):
-            self.pack_id = self.packs.default
+            self.pack_id = self.packs.default_id
             self.text_scale = 1.0
 
     def _say(self, cmd: Say) -> str:
@@ -364,11 +386,11 @@ class Kiosk:
     async def _speech_worker(self) -> None:
         while True:
             cmd, text = await self._speech.get()
-            voice_id, rate = self.packs.voice(self.pack_id)
+            voice_id = self.packs.get(self.pack_id).voice
             self.speaking.set()
             self._silent.clear()
             try:
-                completed = await self.voice.say(text, voice_id, rate)
+                completed = await self.voice.say(text, voice_id)
             except Exception:  # a broken voice must not stop the kiosk; the screen still shows it
                 log.exception("speech failed for %s", cmd.prompt_id)
                 completed = False

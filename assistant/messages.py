@@ -47,6 +47,17 @@ class Masked:
 
 
 @dataclass(frozen=True)
+class SecretDigits:
+    """Digits the customer must hear and see in full (a card number read-back) but that
+    are never written to a log or transcript: those show only the last four."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"SecretDigits(****{self.text[-4:]})"
+
+
+@dataclass(frozen=True)
 class Count:
     """A plain integer count (e.g. number of notes), spoken as a number."""
 
@@ -84,6 +95,7 @@ class EventKind(StrEnum):
     SPEECH_FINISHED = "speech_finished"
     STAFF = "staff"
     PAYMENT = "payment"
+    LIVENESS = "liveness"
 
 
 class Key(StrEnum):
@@ -248,6 +260,26 @@ class SpeechFinished(Event):
 
 
 @dataclass(frozen=True)
+class FaceCaptured(Event):
+    """During enrolment, one more good frame of the customer's face was kept."""
+
+    frames: int
+    """How many good frames are kept so far."""
+    kind: EventKind = field(default=EventKind.FACE, init=False)
+
+
+@dataclass(frozen=True)
+class LivenessResult(Event):
+    """The head-turn liveness challenge finished."""
+
+    passed: bool
+    """True when a real, turning head was seen."""
+    reason: str = ""
+    """Why it failed (no movement, wrong direction, face changed...)."""
+    kind: EventKind = field(default=EventKind.LIVENESS, init=False)
+
+
+@dataclass(frozen=True)
 class PaymentDone(Event):
     """A payment (any method) reached its end: posted, or failed with nothing charged."""
 
@@ -293,6 +325,7 @@ class CommandKind(StrEnum):
     CANCEL_TIMER = "cancel_timer"
     DEVICE = "device"
     SET_VOICE = "set_voice"
+    SET_TEXT_SIZE = "set_text_size"
     END_SESSION = "end_session"
 
 
@@ -383,6 +416,15 @@ class SetVoice(Command):
     reset: bool = False
     """Back to the defaults (a new customer)."""
     kind: CommandKind = field(default=CommandKind.SET_VOICE, init=False)
+
+
+@dataclass(frozen=True)
+class SetTextSize(Command):
+    """Change the text size for the current customer."""
+
+    scale: float
+    """1.0 is the default; the largest is 1.5."""
+    kind: CommandKind = field(default=CommandKind.SET_TEXT_SIZE, init=False)
 
 
 @dataclass(frozen=True)

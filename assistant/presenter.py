@@ -8,11 +8,13 @@ free of logic and the headless kiosk shows exactly what the window would.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from assistant.messages import Amount, Count, Digits, Masked, Seconds, Show
+from assistant.errors import LocaleError
+from assistant.messages import Amount, Show
 from assistant.prompts import Label, Prompt
 from assistant.screens import Action, Button, Screen, ScreenModel
 
@@ -35,33 +37,15 @@ class Pack(Protocol):
     def render(self, prompt_id: str, slots: Mapping[str, Any]) -> Rendered:
         """A prompt with its slots filled, for speech and for display."""
 
-
-def format_amount(fen: int) -> str:
-    """Money for the screen: ¥123.45 (never a float on the way)."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}¥{fen // 100}.{fen % 100:02d}"
+    def display(self, value: Any) -> str:
+        """One slot value as screen text."""
 
 
 def display_value(value: Any, pack: Pack) -> str:
     """One field value as a display string."""
-    if isinstance(value, Amount):
-        return format_amount(value.fen)
-    if isinstance(value, Masked):
-        return value.display
-    if isinstance(value, Digits):
-        return value.text
-    if isinstance(value, (Count, Seconds)):
-        return str(value.value)
-    if isinstance(value, Prompt):
-        return pack.render(value, {}).display
-    if isinstance(value, Label):
-        return pack.label(value)
     if isinstance(value, bool):
         return "1" if value else ""
-    if isinstance(value, (tuple, list)):
-        return " ".join(display_value(v, pack) for v in value)
-    return str(value)
+    return pack.display(value)
 
 
 TITLES: dict[Screen, Label] = {
@@ -76,10 +60,10 @@ TITLES: dict[Screen, Label] = {
     Screen.HELP: Label.TITLE_HELP,
     Screen.FAULT: Label.TITLE_FAULT,
     Screen.STILL_THERE: Label.TITLE_STILL_THERE,
+    Screen.SETTINGS: Label.TITLE_SETTINGS,
     Screen.CARD_SCAN: Label.TITLE_CARD_SCAN,
     Screen.ENROL_STAFF: Label.TITLE_ENROL_STAFF,
     Screen.ENROL_CUSTOMER: Label.TITLE_ENROL_CUSTOMER,
-    Screen.SETTINGS: Label.TITLE_SETTINGS,
     Screen.CASSETTE: Label.TITLE_CASSETTE,
 }
 
@@ -88,8 +72,8 @@ FIELD_LABELS: dict[str, Label] = {
     "name": Label.HDR_NAME,
     "account": Label.HDR_ACCOUNT,
     "arrears": Label.HDR_ARREARS,
-    "prepaid": Label.HDR_PREPAID,
-    "due": Label.HDR_TOTAL_DUE,
+    "prepaid": Label.HDR_BALANCE,
+    "due": Label.HDR_DUE,
     "remaining": Label.HDR_DUE,
     "inserted": Label.HDR_INSERTED,
     "change": Label.HDR_CHANGE,
@@ -99,39 +83,47 @@ FIELD_LABELS: dict[str, Label] = {
     "hall_phone": Label.HDR_HALL_PHONE,
     "change_available": Label.HDR_CHANGE_AVAILABLE,
     "amount": Label.HDR_PAID,
-    "digits": Label.HDR_ACCOUNT,
-    "card": Label.HDR_CARD,
-    "issuer": Label.HDR_ISSUER,
-    "phone": Label.HDR_PHONE,
-    "staff": Label.HDR_STAFF,
-    "customer": Label.HDR_NAME,
-    "bank_staff": Label.HDR_BANK_STAFF,
-    "hall_staff": Label.HDR_HALL_STAFF,
-    "consent": Label.HDR_CONSENT,
-    "frames": Label.HDR_FACE,
-    "unit": Label.HDR_UNIT,
-    "denomination": Label.HDR_DENOMINATION,
-    "expected": Label.HDR_EXPECTED,
-    "counted": Label.HDR_COUNTED,
-    "difference": Label.HDR_DIFFERENCE,
-    "loaded": Label.HDR_LOADED,
-    "detail": Label.HDR_DETAIL,
     "text_size": Label.HDR_TEXT_SIZE,
-    "speech_rate": Label.HDR_SPEECH_RATE,
+    "rate": Label.HDR_SPEECH_RATE,
     "volume": Label.HDR_VOLUME,
+    "phone": Label.HDR_PHONE,
+    "digits": Label.HDR_ACCOUNT,
+    "detail": Label.HDR_STATE,
+    "unit": Label.HDR_DEVICE,
+    "denomination": Label.HDR_DENOMINATION,
+    "count_out": Label.HDR_COUNT_OUT,
+    "count_in": Label.HDR_COUNT_IN,
     "seconds": Label.UNIT_SECONDS,
 }
 
 # Headings that differ on one screen (or one step of it) from FIELD_LABELS.
-SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label]] = {
-    (Screen.ENROL_CUSTOMER, "phone"): {"digits": Label.HDR_PHONE},
-    (Screen.CASSETTE, ""): {"digits": Label.HDR_COUNTED},
+SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
+    (Screen.CASH, ""): {"due": Label.HDR_TOTAL},
+    (Screen.CHOOSE_METHOD, ""): {"amount": Label.HDR_TOTAL},
+    (Screen.CONFIRM, ""): {"amount": Label.HDR_TOTAL},
+    (Screen.CARD_SCAN, Prompt.CARD_READBACK): {"digits": Label.HDR_CARD},
+    (Screen.ENROL_CUSTOMER, Prompt.ENROL_ASK_PHONE): {"digits": Label.HDR_PHONE},
+    (Screen.CASSETTE, ""): {"digits": Label.HDR_COUNT_IN},
+    # A PIN has no heading: nothing on screen says what the digits are for.
+    (Screen.ENROL_STAFF, Prompt.STAFF_VERIFY): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_PIN): {"digits": None},
 }
 
-# Show fields that are structure for the screen rather than display strings.
-EXTRA_KEYS = frozenset(
-    {"packs", "staff_present", "length", "levels", "stage", "step", "steps", "active_row", "frames_needed"}
-)
+# Fields that are structure for the screen rather than display strings (booleans too).
+EXTRA_KEYS = frozenset({"packs", "staff_present", "length", "rows", "active_row"})
+
+# Prompt-valued fields shown as text with the screen's other fields as their slots. A
+# prompt whose slots the screen does not have is left to the caption (what is said).
+RENDERED_KEYS = ("question", "step", "guidance")
+_UNFILLED = re.compile(r"\{\w+\}")
+
+# On-screen texts a screen shows besides its fields, by key.
+SCREEN_TEXTS: dict[Screen, tuple[tuple[str, Label], ...]] = {
+    Screen.WELCOME: (("hint", Label.HINT_WELCOME), ("keys", Label.HINT_KEYS)),
+    Screen.ACCOUNT_ENTRY: (("hint", Label.HINT_DIGITS),),
+    Screen.ENROL_CUSTOMER: (("hint", Label.HINT_DIGITS),),
+    Screen.CASSETTE: (("hint", Label.HINT_DIGITS),),
+}
 
 # Buttons per screen: (action, label, primary). The repeat and language buttons are
 # added to every screen so a customer can always hear it again or change language.
@@ -140,6 +132,7 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.PAY_BILL, Label.BTN_PAY_BILL, True),
         (Action.SERVICES, Label.BTN_SERVICES, False),
         (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
+        (Action.SETTINGS, Label.BTN_SETTINGS, False),
     ),
     Screen.IDENTIFY: (
         (Action.ENTER, Label.BTN_ACCOUNT, True),
@@ -153,7 +146,7 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
     ),
     Screen.CONFIRM: (
         (Action.CONFIRM, Label.BTN_CONFIRM, True),
-        (Action.DENY, Label.BTN_DENY, False),
+        (Action.DENY, Label.BTN_NO, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     Screen.IDENTIFIED: (
@@ -172,6 +165,15 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     Screen.RESULT: ((Action.DONE, Label.BTN_DONE, True),),
+    Screen.SETTINGS: (
+        (Action.DONE, Label.BTN_DONE, True),
+        (Action.TEXT_BIGGER, Label.BTN_TEXT_BIGGER, False),
+        (Action.TEXT_SMALLER, Label.BTN_TEXT_SMALLER, False),
+        (Action.SLOWER, Label.BTN_SLOWER, False),
+        (Action.FASTER, Label.BTN_FASTER, False),
+        (Action.LOUDER, Label.BTN_LOUDER, False),
+        (Action.SOFTER, Label.BTN_SOFTER, False),
+    ),
     Screen.HELP: ((Action.CANCEL, Label.BTN_BACK, True),),
     Screen.FAULT: ((Action.CALL_STAFF, Label.BTN_CALL_STAFF, True),),
     Screen.STILL_THERE: (
@@ -179,98 +181,83 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     Screen.CARD_SCAN: (
-        (Action.CANCEL, Label.BTN_CANCEL, False),
-        (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
-    ),
-    Screen.ENROL_STAFF: (
-        (Action.CONFIRM, Label.BTN_NEXT, True),
         (Action.SKIP, Label.BTN_SKIP, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    Screen.ENROL_CUSTOMER: (
-        (Action.CANCEL, Label.BTN_CANCEL, False),
-        (Action.CALL_STAFF, Label.BTN_CALL_STAFF, False),
-    ),
-    Screen.SETTINGS: (
-        (Action.DONE, Label.BTN_DONE, True),
-        (Action.TEXT_SMALLER, Label.BTN_TEXT_SMALLER, False),
-        (Action.TEXT_BIGGER, Label.BTN_TEXT_BIGGER, False),
-        (Action.SLOWER, Label.BTN_SLOWER, False),
-        (Action.FASTER, Label.BTN_FASTER, False),
-        (Action.SOFTER, Label.BTN_SOFTER, False),
-        (Action.LOUDER, Label.BTN_LOUDER, False),
-    ),
+    Screen.ENROL_STAFF: ((Action.CANCEL, Label.BTN_CANCEL, False),),
+    Screen.ENROL_CUSTOMER: ((Action.CANCEL, Label.BTN_CANCEL, False),),
     Screen.CASSETTE: (
         (Action.ENTER, Label.BTN_ENTER, True),
         (Action.CLEAR, Label.BTN_CLEAR, False),
-        (Action.CONFIRM, Label.BTN_DUAL_CONFIRM, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
 }
 
-# Variants of a screen's buttons, chosen by what the screen shows (see ``layout_for``).
+_DIGIT_ENTRY = (
+    (Action.ENTER, Label.BTN_ENTER, True),
+    (Action.CLEAR, Label.BTN_CLEAR, False),
+    (Action.CANCEL, Label.BTN_CANCEL, False),
+)
+
+# Variants of a screen's buttons, chosen by what it shows (see ``layout_for``): the key is
+# ``screen/variant`` where the variant is the ``step`` prompt or a named case.
 VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
     # Nothing owed: the one key finishes instead of offering to pay.
     "identified/paid_up": ((Action.DONE, Label.BTN_DONE, True),),
-    # A card number passed its checks: read it back before binding or paying.
-    "card_scan/readback": (
+    # A card or e-wallet payment in progress: nothing to press but repeat.
+    "result/pending": (),
+    "card_scan/card_readback": (
         (Action.CONFIRM, Label.BTN_CONFIRM, True),
         (Action.DENY, Label.BTN_RESCAN, False),
+        (Action.SKIP, Label.BTN_SKIP, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    "enrol_customer/consent": (
-        (Action.CONFIRM, Label.BTN_CONSENT_YES, True),
-        (Action.DENY, Label.BTN_CONSENT_NO, False),
-    ),
-    "enrol_customer/phone": (
-        (Action.ENTER, Label.BTN_ENTER, True),
-        (Action.CLEAR, Label.BTN_CLEAR, False),
+    "enrol_staff/staff_pin": _DIGIT_ENTRY,
+    "enrol_customer/consent_script": (
+        (Action.CONFIRM, Label.BTN_AGREE, True),
+        (Action.DENY, Label.BTN_DISAGREE, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    "enrol_customer/account": (
-        (Action.ENTER, Label.BTN_ENTER, True),
-        (Action.CLEAR, Label.BTN_CLEAR, False),
+    "enrol_customer/enrol_ask_phone": _DIGIT_ENTRY,
+    "enrol_customer/enrol_ask_account": _DIGIT_ENTRY,
+    "enrol_customer/enrol_ask_more_accounts": (
+        (Action.CONFIRM, Label.BTN_YES, True),
+        (Action.DENY, Label.BTN_NO, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    "enrol_customer/done": ((Action.DONE, Label.BTN_DONE, True),),
+    "enrol_customer/enrol_face_capture": (
+        (Action.SKIP, Label.BTN_SKIP, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
 }
 
-# On-screen texts a screen needs besides its fields (hints, status words), by key.
-SCREEN_TEXTS: dict[Screen, tuple[tuple[str, Label], ...]] = {
-    Screen.WELCOME: (("hint", Label.HINT_WELCOME), ("keys", Label.HINT_KEYS)),
-    Screen.ACCOUNT_ENTRY: (("hint", Label.HINT_DIGITS),),
-    Screen.FAULT: (("hint", Label.HINT_FAULT_SAFE),),
-    Screen.ENROL_STAFF: (
-        ("status_done", Label.STATUS_DONE),
-        ("status_current", Label.STATUS_CURRENT),
-        ("status_pending", Label.STATUS_PENDING),
-    ),
-    Screen.ENROL_CUSTOMER: (("hint", Label.HINT_DIGITS),),
-    Screen.CASSETTE: (("hint", Label.HINT_DIGITS),),
-}
+
+def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
+    """Which variant of ``screen`` the fields call for ('' for the plain screen)."""
+    if screen is Screen.IDENTIFIED:
+        arrears = fields.get("arrears")
+        if isinstance(arrears, Amount) and arrears.fen <= 0:
+            return "paid_up"
+    if screen is Screen.RESULT and fields.get("pending"):
+        return "pending"
+    step = fields.get("step")
+    return str(step) if step else ""
 
 
 def layout_for(screen: Screen, fields: Mapping[str, Any]) -> tuple[tuple[Action, Label, bool], ...]:
     """The buttons for ``screen`` given its fields: its LAYOUT, or a variant of it."""
-    variant = ""
-    if screen is Screen.IDENTIFIED:
-        arrears = fields.get("arrears")
-        if isinstance(arrears, Amount) and arrears.fen <= 0:
-            variant = "paid_up"
-    elif screen is Screen.CARD_SCAN and fields.get("card"):
-        variant = "readback"
-    elif screen is Screen.ENROL_CUSTOMER:
-        variant = str(fields.get("step", ""))
-    key = f"{screen.value}/{variant}"
-    if variant and key in VARIANT_LAYOUT:
+    key = f"{screen.value}/{variant_of(screen, fields)}"
+    if key in VARIANT_LAYOUT:
         return VARIANT_LAYOUT[key]
     return LAYOUT.get(screen, ())
 
 
 def title_for(screen: Screen, fields: Mapping[str, Any]) -> Label | None:
-    """The heading for ``screen``; a result with nothing paid does not say "paid"."""
+    """The heading: a result still in progress, or with nothing paid, does not say "paid"."""
     if screen is Screen.RESULT:
         paid = fields.get("paid")
+        if fields.get("pending"):
+            return Label.TITLE_PAYING
         if isinstance(paid, Amount) and paid.fen <= 0:
             return Label.TITLE_NOT_PAID
     return TITLES.get(screen)
@@ -280,6 +267,16 @@ METHOD_LABEL_PROMPTS = {
     Action.METHOD_CARD: Prompt.METHOD_CARD,
     Action.METHOD_EWALLET: Prompt.METHOD_EWALLET,
 }
+
+
+def _with_method(pack: Pack, label: Label, text: str, method: str) -> str:
+    """一键交费 with the default method: the label's own {method} slot, or appended."""
+    if "{method}" in text:
+        try:
+            return pack.label(label, {"method": method})  # type: ignore[call-arg]
+        except TypeError:  # a pack whose labels take no slots
+            return text.replace("{method}", method)
+    return f"{text} · {method}"
 
 
 class Presenter:
@@ -308,41 +305,43 @@ class Presenter:
         step = str(show.fields.get("step", ""))
         heading = {**FIELD_LABELS, **SCREEN_FIELD_LABELS.get((screen, step), {})}
         for key, value in show.fields.items():
-            if key == "steps":
-                extra[key] = tuple(str(s) for s in value)
-                extra["step_names"] = tuple(pack.label(f"step_{s}") for s in value)
-                continue
-            if key == "rows":
-                extra[key] = tuple(
-                    MappingProxyType({k: display_value(v, pack) for k, v in row.items()}) for row in value
-                )
-                for column in {k for row in value for k in row}:
-                    if column in heading:
-                        labels[column] = pack.label(heading[column])
-                continue
-            if key in EXTRA_KEYS:
+            if key in EXTRA_KEYS or isinstance(value, bool):
+                if key == "rows":
+                    # A table: each cell as screen text, each column with its heading.
+                    value = tuple(
+                        MappingProxyType({k: display_value(v, pack) for k, v in row.items()}) for row in value
+                    )
+                    for column in {k for row in value for k in row}:
+                        if heading.get(column) is not None:
+                            labels[column] = pack.label(heading[column])
                 extra[key] = value
                 continue
-            if key == "question" and isinstance(value, str):
-                fields[key] = pack.render(value, show.fields).display
+            if key in RENDERED_KEYS and isinstance(value, str):
+                try:
+                    text = pack.render(value, show.fields).display
+                except LocaleError:
+                    continue  # its slots are not on the screen: the caption carries it
+                if not _UNFILLED.search(text):
+                    fields[key] = text
                 continue
             if key == "change_available":
-                # Denominations in fen: shown as money, one chip each.
+                # Denominations in fen: one chip of money each, and a warning when none.
                 extra[key] = tuple(value)
-                extra["change_chips"] = tuple(format_amount(int(v)) for v in value)
-                fields[key] = " ".join(extra["change_chips"])
-                labels[key] = pack.label(heading[key])
+                extra["change_chips"] = tuple(display_value(Amount(int(v)), pack) for v in value)
                 if not value:
                     labels["hint"] = pack.label(Label.HINT_NO_CHANGE)
+                fields[key] = " ".join(extra["change_chips"])
+                labels[key] = pack.label(heading[key])
                 continue
             fields[key] = display_value(value, pack)
-            if key in heading:
+            if heading.get(key) is not None:
                 labels[key] = pack.label(heading[key])
         for key, label_id in SCREEN_TEXTS.get(screen, ()):
             labels.setdefault(key, pack.label(label_id))
         if screen is Screen.HELP:
-            hint = Label.HINT_HELP_WAIT if show.fields.get("staff_present", True) else Label.HINT_NO_STAFF
-            labels["hint"] = pack.label(hint)
+            # Whether someone is coming, in large type (the same words that are spoken).
+            called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF
+            labels["hint"] = pack.render(called, {"phone": show.fields.get("hall_phone", "")}).display
         buttons: list[Button] = []
         for action, label, primary in layout_for(screen, show.fields):
             text = pack.label(label)
@@ -350,7 +349,7 @@ class Presenter:
                 text = pack.render(METHOD_LABEL_PROMPTS[action], {}).display
             if action is Action.ONE_KEY_PAY and "method" in show.fields:
                 method = pack.render(show.fields["method"], {}).display
-                text = f"{text} · {method}"
+                text = _with_method(pack, label, text, method)
             buttons.append(Button(action, text, primary))
         buttons.append(Button(Action.REPEAT, pack.label(Label.BTN_REPEAT)))
         for pid in packs:

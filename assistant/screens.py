@@ -34,37 +34,38 @@ class Screen(StrEnum):
     CASH = "cash"
     """Inserted so far, still due, what change can be given."""
     RESULT = "result"
-    """Paid, change, credited remainder, receipt reference."""
+    """Paid, change, credited remainder, receipt reference.
+
+    ``pending`` True (a card or e-wallet payment in progress, only ``paid`` known):
+    titled as in progress, no buttons but repeat. ``paid`` zero (cancelled, money
+    credited): titled as not paid.
+    """
     CARD_SCAN = "card_scan"
     """Bank card scan with live guidance, then digit read-back.
 
-    Fields: ``guidance`` (a ``Label`` id, shown large and changed live as the
-    scanner sees the card: ``card_place``, ``card_hold``, ``card_glare``,
-    ``card_reading``, ``card_check``); ``amount`` (``Amount``, when paying);
-    ``card`` (``Masked``, e.g. ``**** **** **** 1234``: present only once a number
-    passed its checks, which switches the buttons to the read-back: confirm /
-    rescan); ``issuer`` (str from the BIN table). Extra: ``stage`` (``place``,
-    ``hold``, ``read``; highlights the card outline).
+    Fields: ``step`` (the ``Prompt`` being spoken: ``enrol_ask_card``, ``card_scan``,
+    a guidance prompt such as ``card_cut_off``, or ``card_readback``; shown large);
+    with ``card_readback`` also ``digits`` (``SecretDigits``, the number in groups of
+    four for the customer to check) and ``issuer`` (str), which switch the buttons to
+    confirm / rescan. Optional: ``amount`` (``Amount``) when paying by card.
     """
     ENROL_STAFF = "enrol_staff"
-    """Staff view of an enrolment step.
+    """Staff view of an enrolment step: verifying the staff member.
 
-    Fields: ``staff`` (``Masked`` staff name), ``customer`` (``Masked`` name),
-    ``phone`` / ``account`` / ``card`` (``Masked``, each once collected),
-    ``consent`` (``Label`` id ``consent_given`` or ``consent_pending``),
-    ``frames`` (``Count`` face frames captured). Extra: ``steps`` (tuple of step
-    ids: ``consent``, ``face``, ``phone``, ``account``, ``card``, ``done``; each
-    shown with its ``step_<id>`` label), ``step`` (the current step id),
-    ``frames_needed`` (int).
+    Fields: ``step`` (``Prompt`` ``staff_verify`` while the camera looks for the
+    staff member's face, ``staff_pin`` for the PIN), ``digits`` (``Digits``: the PIN
+    as typed, already masked as ``*``), ``secret`` (True: never show the digits).
+    With ``staff_pin`` the on-screen keypad, enter and clear are shown.
     """
     ENROL_CUSTOMER = "enrol_customer"
-    """Customer view of an enrolment step.
+    """Customer view of an enrolment step; ``step`` (a ``Prompt``) is shown large and
+    picks the buttons.
 
-    Extra ``step`` picks the buttons: ``consent`` (同意 / 不同意; field
-    ``consent_text`` = ``Label`` id ``consent_text``), ``face`` (field ``guidance``,
-    a ``Label`` or ``Prompt`` id; ``frames`` ``Count`` and extra ``frames_needed``),
-    ``phone`` and ``account`` (field ``digits``, ``Digits`` typed so far; extra
-    ``length``; the on-screen keypad), ``done`` (fields ``name``, ``account``).
+    ``consent_script``: agree / disagree. ``enrol_ask_phone`` and
+    ``enrol_ask_account``: ``digits`` (``Digits`` typed so far) with the keypad, enter,
+    clear (and skip for a further account). ``enrol_ask_more_accounts``: yes / no,
+    ``accounts`` (``Count`` linked so far). ``enrol_face_capture``: ``count`` and
+    ``total`` (``Count`` frames captured / needed), skip.
     """
     HELP = "help"
     """Waiting for staff; hall phone number."""
@@ -75,20 +76,19 @@ class Screen(StrEnum):
     SETTINGS = "settings"
     """Text size, speech speed, volume, repeat.
 
-    Fields: ``text_size``, ``speech_rate``, ``volume`` (``Count`` levels from 1).
-    Extra: ``levels`` (int, the highest level; default 5). Buttons: done (primary),
-    text smaller/bigger, slower/faster, softer/louder, repeat.
+    Fields: ``text_size`` (``Count``, percent: 100, 125, 150), ``rate`` and ``volume``
+    (``Count``, steps from the default: -2..+2). Buttons: done (primary), bigger /
+    smaller text, slower / faster, louder / softer, repeat.
     """
     CASSETTE = "cassette"
     """Bank staff: cassette exchange counts under dual control.
 
-    Fields: ``unit`` (``Label`` id ``unit_recycler`` or ``unit_hopper``),
-    ``bank_staff`` and ``hall_staff`` (``Masked`` names of the two people present),
-    ``digits`` (``Digits``: the count being typed). Extra: ``rows``: one mapping per
-    denomination with ``denomination`` (``Amount``), ``expected`` (``Count`` the
-    kiosk's records say), ``counted`` (``Count`` or ``""`` until typed),
-    ``difference`` (``Count``, counted minus expected, computed by the dialog),
-    ``loaded`` (``Count`` put in); ``active_row`` (int: the row being counted).
+    Fields: ``unit`` (``Label`` ``device_notes`` or ``device_coins``), ``digits``
+    (``Digits``: the count being typed for the active row). Extra: ``rows``, one
+    mapping per denomination with ``denomination`` (``Amount``), ``count_out``
+    (``Count`` removed, from the kiosk's records) and ``count_in`` (``Count`` put
+    in, or ``""`` until typed); ``active_row`` (int: the row being typed). The
+    keypad, enter and clear are shown.
     """
 
 
@@ -101,7 +101,9 @@ class Action(StrEnum):
     LANGUAGE = "language"
     REPEAT = "repeat"
     SLOWER = "slower"
+    FASTER = "faster"
     LOUDER = "louder"
+    SOFTER = "softer"
     CANCEL = "cancel"
     ONE_KEY_PAY = "one_key_pay"
     OTHER_METHODS = "other_methods"
@@ -117,8 +119,6 @@ class Action(StrEnum):
     TEXT_SMALLER = "text_smaller"
     DONE = "done"
     SKIP = "skip"
-    FASTER = "faster"
-    SOFTER = "softer"
     DIGIT = "digit"
     """An on-screen keypad digit; ``ActionChosen.value`` is the digit."""
     CLEAR = "clear"
@@ -152,7 +152,7 @@ class ScreenModel:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Headings for the fields, same keys as ``fields``; plus the screen's other texts:
     ``hint`` (an instruction line), ``keys`` (how the keypad works), ``key_confirm``
-    (badge on the primary button: the big key presses it), ``status_*`` (step states)."""
+    (badge on the primary button: the big key presses it), ``seconds`` (the unit)."""
     buttons: tuple[Button, ...] = ()
     """Buttons, primary first."""
     caption: str = ""

@@ -228,6 +228,9 @@ class Database:
                 f"{self.path}: cannot use the database ({exc}); restore it from the last "
                 "backup or move it aside to start a new one"
             ) from None
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:

@@ -54,22 +54,9 @@ async def measure_window(rounds: int) -> tuple[list[float], list[float], dict[st
     from kivy.core.window import Window
     from kivy.uix.label import Label
 
-    from assistant.kiosk import Voice
     from assistant.seed import seed
-    from ui.app import basic_kiosk
+    from ui.app import full_kiosk
     from ui.display import KivyDisplay
-
-    class Silent(Voice):
-        async def say(self, text: str, voice: str, rate: int) -> bool:
-            return True
-
-        def stop(self) -> None: ...
-
-        def rate_step(self, delta: int) -> None: ...
-
-        def volume_step(self, delta: int) -> None: ...
-
-        def reset(self) -> None: ...
 
     config = Config.load()
     display = KivyDisplay()
@@ -77,9 +64,9 @@ async def measure_window(rounds: int) -> tuple[list[float], list[float], dict[st
     per_screen: dict[str, list[float]] = {}
     blank_times: list[float] = []
     async with contextlib.AsyncExitStack() as stack:
-        kiosk = await basic_kiosk(display, stack, config)
+        # The whole kiosk with captions only: drawing is measured, not speaking.
+        kiosk = await full_kiosk(display, stack, config, voice="silent")
         await seed(kiosk.dialog.services.billing.db, config.data_dir)  # type: ignore[attr-defined]
-        kiosk.voice = Silent()
         display.attach(kiosk)
 
         class BenchApp(App):
@@ -179,15 +166,19 @@ def main() -> int:
         print("bench/ui.py: no display; run under xvfb-run", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, KIOSK_DATA_DIR=str(Path(tmp) / "var"))
-        os.environ["KIOSK_DATA_DIR"] = env["KIOSK_DATA_DIR"]
+        # The kiosk's own data folder: the models are provisioned there.
+        env = dict(os.environ)
         ready = Path(tmp) / "ready.json"
         kiosk_starts, blank_starts = [], []
         for _ in range(args.starts):
             blank_starts.append(cold_start([sys.executable, __file__, "--blank-child", str(ready)], env, ready))
             kiosk_starts.append(
-                cold_start([sys.executable, "main.py", "run", "--ready-file", str(ready), "--exit-after", "0.2"],
-                           env, ready)
+                cold_start(
+                    [sys.executable, "main.py", "run", "--voice", "silent", "--ready-file", str(ready),
+                     "--exit-after", "0.2"],
+                    env,
+                    ready,
+                )
             )
         prepare(Config.load().ui, kiosk_mode=False)
         kiosk_times, blank_times, per_screen = asyncio.run(measure_window(args.rounds))

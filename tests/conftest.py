@@ -31,3 +31,67 @@ async def db(tmp_path: Path):
         yield database
     finally:
         await database.close()
+
+
+# ----------------------------------------------------------------------------- locale packs
+# Every pack's tests/*.yaml sentence becomes one test (sentence -> intent and slots).
+# ``pytest --pack yue`` runs only that pack's sentences; known failures
+# (locales/<pack>/known_failures.yaml) run as strict expected failures, so one that
+# starts working fails the run until it is removed from the file.
+
+
+@pytest.fixture(scope="session")
+def packs():
+    """The shipped locale packs, loaded once."""
+    from assistant.locale import LocaleRegistry
+
+    return LocaleRegistry.from_config(Config.load()).load()
+
+
+@pytest.fixture(scope="session")
+def understanding(packs):
+    """The real intent matcher over the shipped packs."""
+    from assistant.nlu import PackUnderstanding
+
+    return PackUnderstanding(packs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pack",
+        action="append",
+        default=[],
+        metavar="PACK",
+        help="run only the sentence tests of this locale pack (repeatable)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "pack_case" not in metafunc.fixturenames:
+        return
+    from assistant.locale import load_packs
+
+    wanted = set(metafunc.config.getoption("--pack") or [])
+    packs = load_packs(Config.load().locales_dir, [])
+    params = []
+    for pack_id, pack in sorted(packs.items()):
+        if wanted and pack_id not in wanted:
+            continue
+        for test in pack.tests:
+            marks = []
+            known = pack.known_failures.get(test.sentence)
+            if known is not None:
+                marks.append(pytest.mark.xfail(reason=known.reason, strict=True))
+            case_id = f"{pack_id}:{test.file.name}:{test.line}:{test.sentence}"
+            params.append(pytest.param((pack, test), id=case_id, marks=marks))
+    metafunc.parametrize("pack_case", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--pack"):
+        return
+    keep = [item for item in items if "pack_case" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep

@@ -5,7 +5,8 @@ dialog, speech and devices share one loop and one thread. :func:`run_window` is
 the entry point: give it a factory that builds the whole kiosk (models, devices,
 speech) around the :class:`~ui.display.KivyDisplay` it is handed.
 
-In kiosk mode the window is fullscreen, borderless and has no cursor. If the
+``run`` builds the whole kiosk with :func:`assistant.app.build_kiosk` (every model
+the config names is loaded before the welcome screen is drawn). In kiosk mode the window is fullscreen, borderless and has no cursor. If the
 window dies (a crash, or the X display going away) the process exits non-zero and
 ``deploy/kiosk-session.sh`` (under systemd, ``deploy/powerkiosk.service``) starts it
 again once the display is back.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Config
-from assistant.kiosk import Kiosk, Voice
+from assistant.kiosk import Kiosk
 from ui.boot import display_available, prepare
 
 log = logging.getLogger(__name__)
@@ -39,66 +40,17 @@ opens are registered on ``stack`` and closed when the window closes."""
 EXIT_NO_DISPLAY = 3
 
 
-class PacedVoice(Voice):
-    """A voice that says nothing but takes as long as speaking would (no TTS configured).
+async def full_kiosk(
+    display: Any, stack: contextlib.AsyncExitStack, config: Config, voice: str = "speaker"
+) -> Kiosk:
+    """The whole kiosk (``assistant.app.build_kiosk``: models, speech, devices) around ``display``."""
+    from assistant.app import build_kiosk
 
-    The dialog's timing (speech finished, then listen) stays real, and a key or touch
-    still cuts it short. The real voice (pyttsx3 over espeak-ng) replaces it.
-    """
-
-    CHARS_PER_WORD = 1.6
-
-    def __init__(self) -> None:
-        self._stop = asyncio.Event()
-
-    async def say(self, text: str, voice: str, rate: int) -> bool:
-        self._stop.clear()
-        seconds = len(text) / max(1.0, rate / 60.0 * self.CHARS_PER_WORD)
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def rate_step(self, delta: int) -> None:
-        """No audible rate to change."""
-
-    def volume_step(self, delta: int) -> None:
-        """No audible volume to change."""
-
-    def reset(self) -> None:
-        """Nothing to reset."""
-
-
-async def basic_kiosk(display: Any, stack: contextlib.AsyncExitStack, config: Config | None = None) -> Kiosk:
-    """The kiosk as far as main has it: dialog over the ledger, keys and touch, no engines.
-
-    The full kiosk (speech, face, cash devices) is built by the runtime's own factory;
-    this one keeps ``run`` usable on a machine with nothing but the database.
-    """
-    from assistant.billing import LedgerBilling
-    from assistant.customers import CustomerDirectory
-    from assistant.dialog import Dialog, DialogServices
-    from assistant.storage import Database, database_path
-    from ui.samples import default_packs
-
-    config = config or Config.load()
-    db = await Database(database_path(config)).open()
-    stack.push_async_callback(db.close)
-    packs, pack_ids = default_packs(config)
-    services = DialogServices(
-        billing=LedgerBilling(db),
-        customers=CustomerDirectory(db),
-        understanding=None,
-        packs=pack_ids,
-        hall_phone=config.kiosk.hall_phone,
-    )
-    kiosk = Kiosk(Dialog(services), packs, display, PacedVoice())
-    services.spawn = kiosk.spawn
-    return kiosk
+    parts = await build_kiosk(config, display, voice=voice, write_pid=True)
+    stack.push_async_callback(parts.close)
+    for problem in parts.problems:
+        log.warning("kiosk degraded: %s", problem)
+    return parts.kiosk
 
 
 def _app_class() -> type:
@@ -199,6 +151,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kiosk", action="store_true", help="fullscreen, no cursor, no window decorations")
     parser.add_argument("--ready-file", type=Path, help="write the pid here once the welcome screen is drawn")
     parser.add_argument("--exit-after", type=float, help="close after this many seconds (tests, benchmarks)")
+    parser.add_argument(
+        "--voice", choices=("speaker", "silent"), default="speaker", help="speak, or show captions only"
+    )
     parser.set_defaults(func=run)
 
 
@@ -209,7 +164,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return EXIT_NO_DISPLAY
 
     async def factory(display: Any, stack: contextlib.AsyncExitStack) -> Kiosk:
-        return await basic_kiosk(display, stack, config)
+        return await full_kiosk(display, stack, config, voice=args.voice)
 
     return asyncio.run(
         run_window(

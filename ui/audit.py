@@ -378,6 +378,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return 2
     out = Path(args.out)
     out = out if out.is_absolute() else ROOT / out
+    for old in out.glob("*@*.png"):  # screenshots of an earlier run (screens may have been renamed)
+        old.unlink()
     results = audit_all(config, samples, packs, pack_ids, tuple(args.scale or (1.0, MAX_TEXT_SCALE)), out)
     print(table(results))
     print(f"screenshots: {out}")

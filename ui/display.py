@@ -253,8 +253,7 @@ class KivyDisplay(Display):
 
         async def speak(text: str) -> None:
             await kiosk.execute(StopSpeaking())
-            voice_id, rate = kiosk.packs.voice(kiosk.pack_id)
-            await kiosk.voice.say(text, voice_id, rate)
+            await kiosk.voice.say(text, kiosk.packs.get(kiosk.pack_id).voice)
 
         self.interrupt = interrupt
         self.speak = speak

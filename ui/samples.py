@@ -20,26 +20,23 @@ import yaml
 from assistant.config import Config
 from assistant.customers import mask_account, mask_name
 from assistant.kiosk import PackSource
-from assistant.messages import Amount, Count, Digits, Masked, Say, Seconds, Show, frozen_map
+from assistant.messages import Amount, Count, Digits, Say, Seconds, SecretDigits, Show, frozen_map
 from assistant.presenter import Presenter
 from assistant.prompts import Label, Prompt
 from assistant.screens import Screen, ScreenModel
 from assistant.seed import load_demo
 
 SAMPLE_VALUES = Path(__file__).resolve().parent / "samples.yaml"
-ENROL_STEPS = ("consent", "face", "phone", "account", "card", "done")
 
 
 def default_packs(config: Config) -> tuple[PackSource, tuple[str, ...]]:
-    """The packs the window and the audit render with, and the ids a customer can choose.
+    """The locale packs the window and the audit render with, and the ids a customer can choose."""
+    from assistant.locale import LocaleRegistry
 
-    The stand-in test packs until the real locale packs are on main; switching is this
-    one line (the pack source from ``assistant.locale`` instead).
-    """
-    from tests.ui.stand_in_pack import StandInPacks  # stand-in until assistant.locale lands
-
-    packs = StandInPacks()
-    return packs, packs.ids
+    registry = LocaleRegistry.from_config(config).load()
+    ids = tuple(registry.ids())
+    # The default first, the others in their order: the same buttons as the running kiosk.
+    return registry, (registry.default_id, *(i for i in ids if i != registry.default_id))
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,6 @@ class Sample:
     show: Show
     says: tuple[Say, ...] = ()
     """Prompts said with it (they become the caption)."""
-    caption_label: str = ""
-    """For screens whose prompts the dialog does not speak yet: a label used as the caption."""
     pack: str = ""
     """Pack to render in ('' = the default pack)."""
 
@@ -71,14 +66,15 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
     values = yaml.safe_load(SAMPLE_VALUES.read_text(encoding="utf-8"))
     people = demo["customers"]
     staff = {s["role"]: s for s in demo["staff"]}
-    first, second = people[0], people[3]
+    first, second, paid_up = people[0], people[3], people[2]
     name, account = mask_name(first["name"]), mask_account(first["account_no"])
     due = sum(b["amount_fen"] for b in first["bills"])
     big_due = 999_999  # the widest amount the kiosk accepts in one payment
     phone = Digits(hall_phone)
     change = (5000, 1000, 500, 100, 50, 10)
-    card = Masked(values["card_masked"], values["card_masked"][-4:])
-    bank, hall = mask_name(staff["bank"]["name"]), mask_name(staff["hall"]["name"])
+    card = SecretDigits(values["card_digits"])
+    issuer = values["card_issuer"]
+    hall = mask_name(staff["hall"]["name"])
     receipt = {
         "payment": "20261203101500123456",
         "account": account,
@@ -88,27 +84,16 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
         "credited": Amount(5),
         "reference": Digits("123456"),
     }
-    rows = tuple(
-        {
-            "denomination": Amount(d),
-            "expected": Count(e),
-            "counted": Count(c) if c is not None else "",
-            "difference": Count(c - e) if c is not None else "",
-            "loaded": Count(ld),
-        }
-        for d, e, c, ld in (
-            (10000, 38, 38, 0),
-            (5000, 52, 51, 20),
-            (2000, 17, None, 30),
-            (1000, 64, None, 40),
-            (500, 23, None, 40),
-        )
+    notes = tuple(
+        {"denomination": Amount(d), "count_out": Count(n_out), "count_in": Count(n_in) if n_in is not None else ""}
+        for d, n_out, n_in in ((10000, 38, 40), (5000, 52, 60), (2000, 17, None), (1000, 64, None), (500, 23, None))
     )
-    coin_rows = tuple(
-        {"denomination": Amount(d), "expected": Count(e), "counted": "", "difference": "", "loaded": Count(ld)}
-        for d, e, ld in ((100, 212, 200), (50, 140, 100), (10, 388, 300))
+    coins = tuple(
+        {"denomination": Amount(d), "count_out": Count(n_out), "count_in": ""}
+        for d, n_out in ((100, 212), (50, 140), (10, 388))
     )
     cash = {"due": Amount(due), "change_available": change}
+    identified = {"name": name, "account": account, "arrears": Amount(due), "prepaid": Amount(0)}
     samples = [
         Sample("welcome", _show(Screen.WELCOME, hall_phone=phone, staff_present=True, packs=pack_ids)),
         Sample(
@@ -125,6 +110,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             "identify_too_small",
             _show(Screen.IDENTIFY, guidance=Prompt.FACE_TOO_SMALL),
             (_say(Prompt.FACE_TOO_SMALL),),
+        ),
+        Sample(
+            "identify_liveness",
+            _show(Screen.IDENTIFY, guidance=Prompt.LIVENESS_CHALLENGE, direction=Prompt.LIVENESS_LEFT),
+            (_say(Prompt.LIVENESS_CHALLENGE, direction=Prompt.LIVENESS_LEFT),),
         ),
         Sample(
             "account_entry",
@@ -145,20 +135,33 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
         Sample(
             "confirm_payment",
             _show(
-                Screen.CONFIRM, question=Prompt.CONFIRM_METHOD, amount=Amount(10000), method=Prompt.METHOD_CARD
+                Screen.CONFIRM,
+                question=Prompt.CONFIRM_ACCOUNT_PAYMENT,
+                amount=Amount(big_due),
+                method=Prompt.METHOD_CARD,
+                account=account,
             ),
-            (_say(Prompt.CONFIRM_METHOD, amount=Amount(10000), method=Prompt.METHOD_CARD),),
+            (_say(Prompt.CONFIRM_ACCOUNT_PAYMENT, amount=Amount(big_due), method=Prompt.METHOD_CARD, account=account),),
+        ),
+        Sample(
+            "confirm_enrol_account",
+            _show(
+                Screen.CONFIRM,
+                question=Prompt.ENROL_ACCOUNT_READBACK,
+                account=Digits(second["account_no"]),
+                name=mask_name(second["name"]),
+            ),
+            (
+                _say(
+                    Prompt.ENROL_ACCOUNT_READBACK,
+                    account=Digits(second["account_no"]),
+                    name=mask_name(second["name"]),
+                ),
+            ),
         ),
         Sample(
             "identified",
-            _show(
-                Screen.IDENTIFIED,
-                name=name,
-                account=account,
-                arrears=Amount(due),
-                prepaid=Amount(0),
-                method=Prompt.METHOD_CASH,
-            ),
+            _show(Screen.IDENTIFIED, **identified, method=Prompt.METHOD_CASH),
             (
                 _say(Prompt.GREETING_NAMED, name=name),
                 _say(Prompt.ARREARS, account=account, amount=Amount(due), method=Prompt.METHOD_CASH),
@@ -188,22 +191,27 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             "identified_paid_up",
             _show(
                 Screen.IDENTIFIED,
-                name=mask_name(people[2]["name"]),
-                account=mask_account(people[2]["account_no"]),
+                name=mask_name(paid_up["name"]),
+                account=mask_account(paid_up["account_no"]),
                 arrears=Amount(0),
-                prepaid=Amount(people[2].get("prepaid_fen", 0)),
+                prepaid=Amount(paid_up.get("prepaid_fen", 0)),
                 method=Prompt.METHOD_CASH,
             ),
             (
-                _say(Prompt.GREETING_NAMED, name=mask_name(people[2]["name"])),
+                _say(Prompt.GREETING_NAMED, name=mask_name(paid_up["name"])),
                 _say(
                     Prompt.NO_ARREARS,
-                    account=mask_account(people[2]["account_no"]),
-                    balance=Amount(people[2].get("prepaid_fen", 0)),
+                    account=mask_account(paid_up["account_no"]),
+                    balance=Amount(paid_up.get("prepaid_fen", 0)),
                 ),
             ),
         ),
         Sample("choose_method", _show(Screen.CHOOSE_METHOD, amount=Amount(due)), (_say(Prompt.CHOOSE_METHOD),)),
+        Sample(
+            "choose_method_enrol",
+            _show(Screen.CHOOSE_METHOD, step=Prompt.ENROL_ASK_DEFAULT_METHOD, card=True),
+            (_say(Prompt.ENROL_ASK_DEFAULT_METHOD),),
+        ),
         Sample(
             "cash",
             _show(Screen.CASH, **cash, inserted=Amount(0), remaining=Amount(due)),
@@ -216,9 +224,7 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
         ),
         Sample(
             "cash_no_change",
-            _show(
-                Screen.CASH, due=Amount(due), change_available=(), inserted=Amount(0), remaining=Amount(due)
-            ),
+            _show(Screen.CASH, due=Amount(due), change_available=(), inserted=Amount(0), remaining=Amount(due)),
             (_say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(10000)),),
         ),
         Sample(
@@ -248,6 +254,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             ),
         ),
         Sample(
+            "result_paying",
+            _show(Screen.RESULT, paid=Amount(due), pending=True),
+            (_say(Prompt.PAYING_NONCASH, amount=Amount(due), method=Prompt.METHOD_CARD),),
+        ),
+        Sample(
             "help",
             _show(Screen.HELP, hall_phone=phone, staff_present=True),
             (_say(Prompt.HELP_CALLED, phone=phone),),
@@ -268,110 +279,61 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             (_say(Prompt.STILL_THERE, seconds=Seconds(20)),),
         ),
         Sample(
-            "card_scan",
-            _show(Screen.CARD_SCAN, guidance=Label.CARD_PLACE, amount=Amount(due), stage="place"),
-            caption_label=Label.CARD_PLACE,
+            "settings",
+            _show(Screen.SETTINGS, text_size=Count(125), rate=Count(-1), volume=Count(2)),
+            (_say(Prompt.SETTINGS_INTRO),),
         ),
-        Sample(
-            "card_scan_glare",
-            _show(Screen.CARD_SCAN, guidance=Label.CARD_GLARE, amount=Amount(due), stage="hold"),
-            caption_label=Label.CARD_GLARE,
-        ),
+        Sample("card_scan", _show(Screen.CARD_SCAN, step=Prompt.ENROL_ASK_CARD), (_say(Prompt.ENROL_ASK_CARD),)),
+        Sample("card_scan_cut_off", _show(Screen.CARD_SCAN, step=Prompt.CARD_CUT_OFF), (_say(Prompt.CARD_CUT_OFF),)),
         Sample(
             "card_scan_readback",
-            _show(
-                Screen.CARD_SCAN,
-                guidance=Label.CARD_CHECK,
-                amount=Amount(due),
-                card=card,
-                issuer=values["card_issuer"],
-                stage="read",
-            ),
-            caption_label=Label.CARD_CHECK,
+            _show(Screen.CARD_SCAN, step=Prompt.CARD_READBACK, digits=card, issuer=issuer),
+            (_say(Prompt.CARD_READBACK, digits=card, issuer=issuer, last4=Digits(card.text[-4:])),),
         ),
         Sample(
             "enrol_staff",
-            _show(
-                Screen.ENROL_STAFF,
-                staff=hall,
-                customer=mask_name(second["name"]),
-                consent=Label.CONSENT_PENDING,
-                steps=ENROL_STEPS,
-                step="consent",
-            ),
-            caption_label=Label.CONSENT_TEXT,
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_VERIFY, digits=Digits("")),
+            (_say(Prompt.STAFF_VERIFY),),
         ),
         Sample(
-            "enrol_staff_card",
-            _show(
-                Screen.ENROL_STAFF,
-                staff=hall,
-                customer=mask_name(first["name"]),
-                consent=Label.CONSENT_GIVEN,
-                frames=Count(5),
-                phone=mask_account(first["phone"]),
-                account=account,
-                steps=ENROL_STEPS,
-                step="card",
-                frames_needed=5,
-            ),
-            caption_label=Label.CARD_PLACE,
+            "enrol_staff_pin",
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits("****"), secret=True),
+            (_say(Prompt.STAFF_PIN, name=hall),),
         ),
         Sample(
             "enrol_customer_consent",
-            _show(Screen.ENROL_CUSTOMER, step="consent", consent_text=Label.CONSENT_TEXT),
-            caption_label=Label.CONSENT_TEXT,
-        ),
-        Sample(
-            "enrol_customer_face",
-            _show(Screen.ENROL_CUSTOMER, step="face", guidance=Label.FACE_HOLD, frames=Count(2), frames_needed=5),
-            caption_label=Label.FACE_HOLD,
+            _show(Screen.ENROL_CUSTOMER, step=Prompt.CONSENT_SCRIPT),
+            (_say(Prompt.CONSENT_SCRIPT),),
         ),
         Sample(
             "enrol_customer_phone",
-            _show(Screen.ENROL_CUSTOMER, step="phone", digits=Digits(first["phone"][:7]), length=11),
-            caption_label=Label.HINT_DIGITS,
+            _show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_ASK_PHONE, digits=Digits(first["phone"][:7])),
+            (_say(Prompt.ENROL_ASK_PHONE),),
         ),
         Sample(
             "enrol_customer_account",
-            _show(Screen.ENROL_CUSTOMER, step="account", digits=Digits(""), length=10),
-            caption_label=Label.HINT_DIGITS,
+            _show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_ASK_ACCOUNT, digits=Digits("")),
+            (_say(Prompt.ENROL_ASK_ACCOUNT),),
         ),
         Sample(
-            "enrol_customer_done",
-            _show(Screen.ENROL_CUSTOMER, step="done", name=name, account=account),
-            caption_label=Label.STEP_DONE,
+            "enrol_customer_more",
+            _show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_ASK_MORE_ACCOUNTS, accounts=Count(1)),
+            (_say(Prompt.ENROL_ASK_MORE_ACCOUNTS),),
         ),
         Sample(
-            "settings",
-            _show(Screen.SETTINGS, text_size=Count(2), speech_rate=Count(3), volume=Count(4), levels=5),
-            caption_label=Label.TITLE_SETTINGS,
+            "enrol_customer_face",
+            _show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_FACE_CAPTURE, count=Count(2), total=Count(3)),
+            (_say(Prompt.ENROL_FACE_PROGRESS, count=Count(2), total=Count(3)),),
         ),
         Sample(
             "cassette",
-            _show(
-                Screen.CASSETTE,
-                unit=Label.UNIT_RECYCLER,
-                bank_staff=bank,
-                hall_staff=hall,
-                digits=Digits("17"),
-                rows=rows,
-                active_row=2,
-            ),
-            caption_label=Label.HINT_DIGITS,
+            _show(Screen.CASSETTE, unit=Label.DEVICE_NOTES, digits=Digits("17"), rows=notes, active_row=2),
+            (_say(Prompt.CASSETTE_ENTER_COUNT, denomination=Amount(2000)),),
         ),
         Sample(
-            "cassette_hopper",
-            _show(
-                Screen.CASSETTE,
-                unit=Label.UNIT_HOPPER,
-                bank_staff=bank,
-                hall_staff=hall,
-                digits=Digits(""),
-                rows=coin_rows,
-                active_row=0,
-            ),
-            caption_label=Label.HINT_DIGITS,
+            "cassette_coins",
+            _show(Screen.CASSETTE, unit=Label.DEVICE_COINS, digits=Digits(""), rows=coins, active_row=0),
+            (_say(Prompt.CASSETTE_ENTER_COUNT, denomination=Amount(100)),),
         ),
     ]
     if len(pack_ids) > 1:
@@ -396,10 +358,8 @@ def present(
 ) -> ScreenModel:
     """The ScreenModel for ``sample``, rendered by the real presenter with ``packs``."""
     presenter = presenter or Presenter(packs.get)
-    pack = packs.get(sample.pack or packs.default)
+    pack = packs.get(sample.pack or None)
     captions = [pack.render(s.prompt_id, s.slots).display for s in sample.says]
-    if sample.caption_label:
-        captions.append(pack.label(sample.caption_label))
     return presenter.present(sample.show, pack, caption=" ".join(captions), text_scale=text_scale, packs=pack_ids)
 
 

@@ -54,21 +54,21 @@ class Chip(Panel):
     text = StringProperty("")
 
 
-class StepItem(Panel):
-    """One enrolment step: number, name and its state in words."""
-
-    number = StringProperty("")
-    name = StringProperty("")
-    status = StringProperty("")
-    state = StringProperty("pending")
-    """done, current or pending (shown by the words and a frame, not by colour alone)."""
-
-
 class TableCell(KText):
     """One cell of the cassette table; the row being counted is shaded, framed and bold."""
 
     active = BooleanProperty(False)
     bg_color = ColorProperty(PALETTE.page)
+
+
+def _shown(widget: Widget) -> bool:
+    """False when ``widget`` sits in a hidden part of the view."""
+    w = widget
+    while w is not None and w.parent is not w:
+        if isinstance(w, Hideable) and not w.shown:
+            return False
+        w = w.parent
+    return True
 
 
 class ScreenView(BoxLayout):
@@ -97,7 +97,7 @@ class ScreenView(BoxLayout):
         if slot is not None:
             return slot
         pad = self.ids.get("pad")
-        if pad is not None and button.action in pad.slots:
+        if pad is not None and button.action in pad.slots and _shown(pad):
             return pad.slots[button.action]
         if button.action in self.tile_actions:
             return self.ids.get("tiles")
@@ -191,25 +191,6 @@ class CardScanView(ScreenView):
 class EnrolStaffView(ScreenView):
     screen = Screen.ENROL_STAFF
 
-    def update(self, model: ScreenModel) -> None:
-        super().update(model)
-        steps = tuple(model.extra.get("steps", ()))
-        names = tuple(model.extra.get("step_names", ()))
-        current = model.extra.get("step", "")
-        index = steps.index(current) if current in steps else -1
-        box = self.ids.steps
-        box.clear_widgets()
-        for i, name in enumerate(names):
-            state = "done" if i < index else "current" if i == index else "pending"
-            box.add_widget(
-                StepItem(
-                    number=str(i + 1),
-                    name=name,
-                    state=state,
-                    status=model.labels.get(f"status_{state}", ""),
-                )
-            )
-
 
 class EnrolCustomerView(ScreenView):
     screen = Screen.ENROL_CUSTOMER
@@ -221,7 +202,7 @@ class SettingsView(ScreenView):
 
 class CassetteView(ScreenView):
     screen = Screen.CASSETTE
-    COLUMNS: ClassVar[tuple[str, ...]] = ("denomination", "expected", "counted", "difference", "loaded")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("denomination", "count_out", "count_in")
 
     def update(self, model: ScreenModel) -> None:
         super().update(model)

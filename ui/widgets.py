@@ -139,7 +139,13 @@ class BigButton(ButtonBehavior, BoxLayout):
 
 
 class DigitBoxes(BoxLayout):
-    """One box per expected digit, filled as the customer types (never hides a digit)."""
+    """One box per expected digit, filled as the customer types (never hides a digit).
+
+    With ``length`` 0 (the number's length is not known) there is always one empty box
+    after the digits, and at least :attr:`MIN_BOXES`.
+    """
+
+    MIN_BOXES = 6
 
     digits = StringProperty("")
     length = NumericProperty(10)
@@ -149,15 +155,23 @@ class DigitBoxes(BoxLayout):
         self._rebuild()
 
     def on_digits(self, *_: object) -> None:
-        self._fill()
+        if len(self.cells) != self._wanted():
+            self._rebuild()
+        else:
+            self._fill()
 
     def on_kv_post(self, base_widget: Widget) -> None:
         self._rebuild()
 
+    def _wanted(self) -> int:
+        if self.length > 0:
+            return max(int(self.length), len(self.digits))
+        return max(self.MIN_BOXES, len(self.digits) + 1)
+
     def _rebuild(self) -> None:
         self.clear_widgets()
         self.cells = []
-        for _ in range(max(1, int(self.length))):
+        for _ in range(self._wanted()):
             cell = DigitCell()
             self.add_widget(cell)
             self.cells.append(cell)
@@ -174,33 +188,6 @@ class DigitCell(Panel):
 
     text = StringProperty("")
     current = BooleanProperty(False)
-
-
-class LevelBar(Widget):
-    """A level drawn as filled and outlined blocks; the screen also says the number."""
-
-    level = NumericProperty(0)
-    levels = NumericProperty(5)
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.bind(pos=self._redraw, size=self._redraw, level=self._redraw, levels=self._redraw)
-
-    def _redraw(self, *_: object) -> None:
-        from kivy.graphics import Color, Line, Rectangle
-
-        self.canvas.clear()
-        n = max(1, int(self.levels))
-        gap = dp(10)
-        side = self.height
-        with self.canvas:
-            for i in range(n):
-                x = self.x + i * (side + gap)
-                if i < self.level:
-                    Color(*PALETTE.primary_bg)
-                    Rectangle(pos=(x, self.y), size=(side, side))
-                Color(*PALETTE.line)
-                Line(rectangle=(x, self.y, side, side), width=dp(1.5))
 
 
 class FitRow(BoxLayout):
@@ -299,7 +286,6 @@ __all__ = [
     "FitRow",
     "Hideable",
     "KText",
-    "LevelBar",
     "Panel",
     "font_sp",
     "load_kv",

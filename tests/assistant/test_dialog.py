@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from assistant.billing import LedgerBilling
 from assistant.customers import CustomerDirectory
-from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices, Understanding
+from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices
 from assistant.messages import (
     ActionChosen,
     Amount,
@@ -28,37 +26,6 @@ from assistant.messages import (
 )
 from assistant.seed import seed
 from tests.dialog_script import SPAWNED, Spawner, Step, run_dialog
-
-
-@dataclass
-class Match:
-    intent: str
-    slots: Mapping[str, Any]
-    score: float = 1.0
-
-
-class PhraseTable(Understanding):
-    """Exact-phrase understanding for dialog logic tests (the real matcher has its own tests)."""
-
-    TABLE = {
-        "交": ("Confirm", {}),
-        "确认": ("Confirm", {}),
-        "不对": ("Deny", {}),
-        "取消": ("Cancel", {}),
-        "再说一遍": ("Repeat", {}),
-        "慢一点": ("Slower", {}),
-        "找工作人员": ("Help", {}),
-        "还需要": ("MoreTime", {}),
-        "说粤语": ("ChooseLanguage", {"pack": "yue"}),
-        "用银行卡": ("Pay", {"method": "card"}),
-        "交一百块": ("Amount", {"amount": 10000}),
-    }
-
-    def match(self, text: str, expected: Iterable[str]) -> Match | None:
-        hit = self.TABLE.get(text.replace(" ", ""))
-        if hit and hit[0] in set(expected):
-            return Match(hit[0], hit[1])
-        return None
 
 
 @dataclass
@@ -97,13 +64,13 @@ class FakeCash(CashPayments):
 
 
 @pytest.fixture
-async def services(db, tmp_path):
+async def services(db, tmp_path, understanding):
     await seed(db, tmp_path)
     spawner = Spawner()
     svc = DialogServices(
         billing=LedgerBilling(db),
         customers=CustomerDirectory(db),
-        understanding=PhraseTable(),
+        understanding=understanding,
         cash=FakeCash(),
         packs=("zh-CN", "yue", "zh-CN-sichuan"),
         hall_phone="95598",
@@ -362,3 +329,138 @@ async def test_change_impossible_is_said_before_stacking(services, db) -> None:
     )
     assert t.says()[-1].slots["note"] == Amount(10000)
     assert all(isinstance(c, Say) or True for c in t.steps[-1])
+
+
+@pytest.fixture
+async def card_customer(services, db):
+    """张建国 with a bound quick-pay card as his default method, and the sandbox bank."""
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
+
+    bank = SandboxGateway(db, "card", SandboxConfig(latency_s=0.0))
+    await bank.ensure_schema()
+    token = await SandboxTokenizer(db).tokenize("6222021234567897", "工商银行")
+    uid = await services.customers.link(
+        phone="13800138000", name="张建国", accounts=["3100012345"], default_method="card",
+        card_token=token.token, card_last4=token.last4, issuer=token.issuer,
+    )
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001")
+    return uid
+
+
+async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["liveness_challenge"], do=[("camera", "liveness")],
+                 state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_success", "receipt_spoken", "receipt_printing"], state="result",
+                 do=[("printer", "print")]),
+        ],
+        services.spawner,
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 0
+    challenge = [s for s in t.says() if s.prompt_id == "liveness_challenge"][0]
+    assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
+
+
+async def test_quick_pay_with_a_photo_fails_liveness_and_offers_cash(services, card_customer) -> None:
+    from assistant.messages import LivenessResult
+
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer)),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=False, reason="no_motion"), say=["liveness_failed", "choose_method"],
+                 state="choose_method"),
+        ],
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 12345
+
+
+async def test_card_needs_face_not_just_account_number(services, card_customer) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "3100012345"],
+            Step(KeyPressed(Key.ENTER)),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"]),
+            # default method card, but the customer only typed the account number
+            Step(KeyPressed(Key.CONFIRM), say=["noncash_needs_face", "choose_method"], state="choose_method"),
+        ],
+    )
+
+
+async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
+    from assistant.messages import SetTextSize
+
+    dialog = Dialog(services, DialogConfig(slowest_step=-1))
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(ActionChosen("settings"), say=["settings_intro"], show="settings", state="settings"),
+            Step(ActionChosen("text_bigger"), say=["text_bigger_ack"], show="settings"),
+            Step(ActionChosen("slower"), say=["slower_ack"]),
+            Step(ActionChosen("slower"), say=["setting_limit"]),  # limited to one step here
+            Step(ActionChosen("louder"), say=["louder_ack"]),
+            Step(ActionChosen("done"), say=["greeting_named", "arrears"], show="identified", state="arrears"),
+        ],
+    )
+    cmds = [c for s in t.steps for c in s]
+    assert SetTextSize(1.25) in cmds
+    assert [c for c in cmds if isinstance(c, SetVoice) and c.rate_step] == [SetVoice(rate_step=-1)]
+    # A new customer starts from the defaults again.
+    await run_dialog(dialog, [Step(ActionChosen("cancel"), state="idle")], start=False)
+    assert dialog.session.rate_step == 0 and dialog.session.text_index == 0
+
+
+async def test_approximate_amount_is_asked_again_never_guessed(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("交两三块"), say=["amount_ambiguous"], state="arrears"),
+            Step(Utterance("交 一百二十 块 五"), say=["confirm_method"], state="confirm_payment"),
+        ],
+    )
+    assert dialog.session.amount_fen == 12050
+
+
+async def test_homophone_transcript_still_pays(services, db) -> None:
+    """ASR writes 角费 for 缴费: the pinyin fallback still understands "pay"."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance("我要角费", confidence=0.9), say=["cash_insert"], state="cash"),
+        ],
+    )
+
+
+async def test_long_silence_gets_one_gentle_reprompt(services, db) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("no_speech"), say=["listen_reprompt"], state="arrears"),
+            Step(Timeout("no_speech"), say=[], state="arrears"),
+            Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
+        ],
+    )

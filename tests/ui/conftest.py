@@ -34,8 +34,7 @@ def renderer():
 
 @pytest.fixture(scope="session")
 def packs():
-    """The stand-in locale packs (test data) and their ids."""
-    from tests.ui.stand_in_pack import StandInPacks
+    """The real locale packs (``locales/``) and the ids a customer can choose, default first."""
+    from ui.samples import default_packs
 
-    source = StandInPacks()
-    return source, source.ids
+    return default_packs(Config.load())

@@ -1,0 +1,295 @@
+"""``python main.py locales ...``: the locale-pack maintainer's tool.
+
+``check [PACK]``   validate packs; every problem names the file, the line and the fix.
+``new PACK``       create a skeleton pack that extends a base pack.
+``say PACK ID``    speak one prompt with the pack's voice (and write it to a WAV file).
+``reload``         check the packs on disk, then tell the running kiosk to use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from assistant.config import Config
+from assistant.errors import MissingPackageError, SpokenNumberError
+from assistant.locale import PACK_FILE, LocalePack, Problem, load_packs, pid_file
+from assistant.messages import Amount, Count, Digits, Seconds
+from assistant.prompts import Label, Prompt
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``locales`` sub-commands."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = sub.add_parser("check", help="validate locale packs (all, or one)")
+    p.add_argument("pack", nargs="?", help="pack id (folder name); default: every pack")
+    p.add_argument("--font", help="UI font file to check glyphs against (default: [ui] font)")
+    p.add_argument("--no-font", action="store_true", help="skip the glyph rule")
+    p.add_argument("--words", help="speech model vocabulary (words.txt, one word per line) to check grammar words against")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("new", help="create a skeleton pack that extends another")
+    p.add_argument("pack", help="new pack id, e.g. zh-CN-dongbei or yue-HK")
+    p.add_argument("--extends", default="zh-CN", help="base pack (default: zh-CN)")
+    p.add_argument("--name", help="display name in the dialect itself (default: the id)")
+    p.add_argument("--language", help="language code (default: the base pack's)")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("say", help="speak a prompt with the pack's voice")
+    p.add_argument("pack", help="pack id")
+    p.add_argument("prompt", help="prompt or label id, e.g. arrears")
+    p.add_argument("--slot", action="append", default=[], metavar="NAME=VALUE", help="slot value: an amount (with the currency sign or a money word), a digit string, or text")
+    p.add_argument("--out", help="WAV file to write (default: var/say/<pack>-<prompt>.wav)")
+    p.add_argument("--no-play", action="store_true", help="only write the WAV file")
+    p.set_defaults(func=cmd_say)
+
+    p = sub.add_parser("reload", help="check the packs on disk, then make the running kiosk use them")
+    p.set_defaults(func=cmd_reload)
+
+
+# ===================================================================== check
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    """Run the check and print every problem; exit code 1 if there are any."""
+    from assistant.locale_check import check
+
+    font = None if args.no_font else config.resolve(args.font or config.ui.font)
+    vocabulary = None
+    if args.words:
+        from assistant.nlu import WordList
+
+        vocabulary = WordList.from_file(Path(args.words))
+    root = config.locales_dir
+    problems = check(root, args.pack, font=font, vocabulary=vocabulary, default=config.kiosk.locale)
+    report(problems, root)
+    return 1 if problems else 0
+
+
+def report(problems: list[Problem], root: Path) -> None:
+    """Print problems for a maintainer, or a one-line all-clear."""
+    base = root.parent
+    if not problems:
+        print(f"locales check: all packs in {root} are fine")
+        return
+    for p in problems:
+        print(p.format(base))
+    print(f"locales check: {len(problems)} problem(s)", file=sys.stderr)
+
+
+# ===================================================================== new
+
+_SKELETON_PACK = """\
+# {name}: extends {base}; write here only what differs from {base}.
+id: {pack}
+language: {language}
+name: {name}
+extends: {base}
+# voice: sit/cmn-latn-pinyin   # espeak-ng voice id (default: the base pack's)
+# rate: 150                    # words per minute (default: the base pack's)
+# numbers:                     # number words that differ, e.g. money units
+#   yuan: [块, 元]
+"""
+
+_SKELETON_COMMON = """\
+# Lists and filler words added to those of {base}.
+language: {pack}
+# skip_words: []
+"""
+
+_SKELETON_RESPONSES = """\
+# Prompts (spoken and shown) and labels (on buttons) that differ from {base}.
+# Copy a line from locales/{base}/responses.yaml and change the words; keep the {{placeholders}}.
+language: {pack}
+prompts:
+  language_switched: {switched}
+labels:
+  pack_name: {name}
+"""
+
+_SKELETON_README = """\
+# One file per intent: intents/<Intent>.yaml (sentences added to {base}'s),
+# and a test for every sentence in tests/<Intent>.yaml. See locales/README.md.
+"""
+
+
+def cmd_new(args: argparse.Namespace, config: Config) -> int:
+    """Create ``locales/<pack>/`` with a skeleton that already passes the check."""
+    root = config.locales_dir
+    pack_id = args.pack
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)*", pack_id):
+        print(f"locales new: '{pack_id}' is not a pack id (letters, digits and dashes, e.g. zh-CN-dongbei)", file=sys.stderr)
+        return 2
+    folder = root / pack_id
+    if folder.exists():
+        print(f"locales new: {folder} already exists", file=sys.stderr)
+        return 1
+    packs = load_packs(root, [])
+    base = packs.get(args.extends)
+    if base is None:
+        print(f"locales new: no base pack '{args.extends}' (have: {', '.join(sorted(packs))})", file=sys.stderr)
+        return 1
+    language = args.language or base.language
+    if not (pack_id == language or pack_id.startswith(language + "-")):
+        language = pack_id.split("-")[0]
+    name = args.name or pack_id
+    switched = base.text("language_switched")
+    values = {"pack": pack_id, "base": base.id, "name": name, "language": language, "switched": switched}
+    (folder / "intents").mkdir(parents=True)
+    (folder / "tests").mkdir()
+    (folder / PACK_FILE).write_text(_SKELETON_PACK.format(**values), encoding="utf-8")
+    (folder / "_common.yaml").write_text(_SKELETON_COMMON.format(**values), encoding="utf-8")
+    (folder / "responses.yaml").write_text(_SKELETON_RESPONSES.format(**values), encoding="utf-8")
+    (folder / "intents" / "README").write_text(_SKELETON_README.format(**values), encoding="utf-8")
+    print(f"created {folder}")
+    print("next: 1) write name and language_switched in your words;")
+    print(f"      2) add '{pack_id}' to the 'pack' list in locales/{base.id}/_common.yaml so customers can ask for it;")
+    print(f"      3) run: python main.py locales check {pack_id}")
+    return 0
+
+
+# ===================================================================== say
+
+# Example values for placeholders, by name, so any prompt can be heard without typing slots.
+_AMOUNT_SLOTS = {
+    "amount", "due", "inserted", "change", "remainder", "credited", "balance", "note",
+    "denomination", "amount_in", "amount_out", "counted", "expected", "difference",
+}  # fmt: skip
+_EXAMPLES: dict[str, Any] = {
+    "account": Digits("****1234"),
+    "phone": Digits("13800138000"),
+    "last4": Digits("1234"),
+    "reference": Digits("202401010001"),
+    "seconds": Seconds(30),
+    "length": Count(10),
+    "count": Count(2),
+    "total": Count(5),
+    "step": Count(3),
+    "method": Prompt.METHOD_CASH,
+    "issuer": Prompt.METHOD_CARD,
+    "unit": Label.DEVICE_NOTES,
+    "device": Label.DEVICE_NOTES,
+    "state": Digits("0005"),
+}
+
+
+def example_slots(pack: LocalePack, prompt_id: str) -> dict[str, Any]:
+    """Plausible values for every placeholder of a prompt."""
+    from assistant.locale import placeholders
+
+    slots: dict[str, Any] = {}
+    for name in placeholders(pack.text(prompt_id)):
+        if name in _AMOUNT_SLOTS:
+            slots[name] = Amount(12345)
+        elif name == "name":
+            # a masked name: the first character of the pack's own name stands in for a surname
+            slots[name] = pack.name[:1] + "**"
+        else:
+            slots[name] = _EXAMPLES.get(name, Count(1))
+    return slots
+
+
+def parse_slot(text: str, pack: LocalePack) -> tuple[str, Any]:
+    """``amount=¥12.50`` (or the amount in the pack's words) -> Amount; ``account=0012`` -> Digits; else text."""
+    from speech.numbers import parse_money
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--slot needs NAME=VALUE, got {text!r}")
+    if re.fullmatch(r"[\d*]+", value):
+        return name, Digits(value)
+    try:
+        return name, Amount(parse_money(value, pack.number_style))
+    except SpokenNumberError:
+        return name, value
+
+
+def cmd_say(args: argparse.Namespace, config: Config) -> int:
+    """Render a prompt with example (or given) slots, synthesise it, play it."""
+    packs = load_packs(config.locales_dir, [])
+    if args.pack not in packs:
+        print(f"locales say: no pack '{args.pack}' (have: {', '.join(sorted(packs))})", file=sys.stderr)
+        return 1
+    pack = packs[args.pack]
+    slots = example_slots(pack, args.prompt)
+    slots.update(dict(parse_slot(s, pack) for s in args.slot))
+    rendered = pack.render(args.prompt, slots)
+    out = Path(args.out) if args.out else config.data_dir / "say" / f"{pack.id}-{args.prompt}.wav"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"shown:  {rendered.display}")
+    print(f"spoken: {rendered.speech}")
+    synthesise_to_wav(rendered.speech, pack.voice, pack.rate, out)
+    print(f"wrote {out} (voice {pack.voice}, {pack.rate} words per minute)")
+    if not args.no_play:
+        play_wav(out)
+    return 0
+
+
+def synthesise_to_wav(text: str, voice: str, rate: int, path: Path) -> Path:
+    """Speak ``text`` with espeak-ng through pyttsx3 into a WAV file."""
+    try:
+        import pyttsx3
+    except ImportError:
+        raise MissingPackageError("pyttsx3", "tts") from None
+    engine = pyttsx3.init("espeak")
+    try:
+        engine.setProperty("voice", voice)
+        engine.setProperty("rate", rate)
+        engine.save_to_file(text, str(path))
+        engine.runAndWait()
+    finally:
+        engine.stop()
+    return path
+
+
+def play_wav(path: Path) -> bool:
+    """Play a WAV file on the default output; False (with a note) if there is none."""
+    import wave
+
+    try:
+        import numpy as np
+        import sounddevice
+
+        with wave.open(str(path), "rb") as w:
+            rate = w.getframerate()
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        sounddevice.play(data, rate)
+        sounddevice.wait()
+        return True
+    except Exception as exc:  # no sound card on a build machine: the WAV file is still there
+        print(f"(not played: {exc}; open the WAV file to listen)")
+        return False
+
+
+# ===================================================================== reload
+
+
+def cmd_reload(args: argparse.Namespace, config: Config) -> int:
+    """Check the packs on disk; if they pass, send SIGHUP to the running kiosk."""
+    from assistant.locale import LocaleRegistry
+
+    registry = LocaleRegistry.from_config(config)
+    _packs, problems = registry.validate()
+    if problems:
+        report(problems, config.locales_dir)
+        print("locales reload: refused; the kiosk keeps the packs it has", file=sys.stderr)
+        return 1
+    pid_path = pid_file(config)
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        print(f"locales reload: packs are fine, but no kiosk is running ({pid_path} missing)", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"locales reload: packs are fine, but process {pid} from {pid_path} is not running", file=sys.stderr)
+        return 1
+    print(f"locales reload: packs are fine; asked the kiosk (process {pid}) to reload them")
+    return 0

@@ -1,0 +1,145 @@
+"""``main.py face ...``: calibration on labelled real photos; enrol, identify, forget, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV (the face extra) is not installed")
+
+from assistant.cli import main as cli_main  # noqa: E402
+from assistant.face_cli import calibrate_folder  # noqa: E402
+from assistant.storage import Database  # noqa: E402
+from devices.face import InsightFaceRecognizer  # noqa: E402
+from tests.face_support import load, provisioned  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    """obama (3 photos), biden, newton, gauss; plus a group photo and an empty view to skip."""
+    photos, groups = provisioned("face-images"), provisioned("scrfd-images")
+    root = tmp_path_factory.mktemp("labelled")
+    for person, files in {
+        "obama": [photos / "obama.jpg", photos / "obama2.jpg", photos / "obama3.jpg"],
+        "biden": [photos / "biden.jpg"],
+        "newton": [groups / "newton.png"],
+        "gauss": [groups / "gauss.png"],
+        "crowd": [groups / "solvay_conference_1927.jpg"],
+    }.items():
+        (root / person).mkdir()
+        for f in files:
+            shutil.copy(f, root / person / f.name)
+    (root / "nobody").mkdir()
+    cv2.imwrite(str(root / "nobody" / "ceiling.png"), load(photos / "obama.jpg")[:150, :350])
+    (root / "obama" / "notes.txt").write_text("ignored")
+    return root
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
+    models = provisioned("face").parent
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(
+        f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[storage]\npath = "{tmp_path / "kiosk.db"}"\n'
+        f'[models]\nmodels_dir = "{models}"\n'
+        "[face]\nthresholds = { face = 0.55 }\n"
+    )
+    return cfg
+
+
+def test_calibration_pairs_and_recommendation(labelled):
+    engine = InsightFaceRecognizer(provisioned("face"), model_id="face")
+    cal = calibrate_folder(engine, labelled)
+    assert cal.faces == 6 and cal.persons == 4
+    assert cal.genuine.size == 3 and cal.impostor.size == 12
+    assert sorted(str(p.name) for p, _ in cal.skipped) == ["ceiling.png", "solvay_conference_1927.jpg"]
+    assert cal.genuine.min() > 0.6 and cal.impostor.max() < 0.3
+    t = cal.recommend(0.0)
+    assert cal.impostor.max() < t <= cal.impostor.max() + 0.005
+    rates = {p.threshold: p for p in cal.rates([0.0, t, 0.7])}
+    assert rates[t].far == 0.0 and rates[t].frr == 0.0
+    assert rates[0.0].frr == 0.0 and rates[0.0].far == pytest.approx(np.mean(cal.impostor >= 0.0))
+
+
+def test_calibrate_command_prints_the_table_and_config_line(labelled, cli_config, capsys):
+    assert cli_main(["--config", str(cli_config), "face", "calibrate", str(labelled), "--target-far", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "4 persons, 6 faces: 3 genuine pairs, 12 impostor pairs" in out
+    assert "threshold     FAR      FRR" in out and "   0.55     0.00%    0.00%" in out
+    assert "recommended threshold for FAR <= 1.00%" in out
+    assert "warning: 12 impostor pairs can only show a FAR down to about 25.00%" in out
+    assert 'config: [face] thresholds = { "face" = ' in out
+    assert "skipped" in out and "several_faces" in out and "no_face" in out
+
+
+def test_enrol_identify_forget_purge_commands(cli_config, tmp_path, capsys):
+    photos = provisioned("face-images")
+
+    async def setup():
+        async with Database(tmp_path / "kiosk.db") as db, db.transaction() as tx:
+            await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
+            await tx.execute(
+                "INSERT INTO staff(staff_no, name, role, pin_hash) VALUES ('H001', 'x', 'hall', 'x')"
+            )
+
+    asyncio.run(setup())
+    cfg = ["--config", str(cli_config), "face"]
+    # without consent the enrolment is refused with a readable message
+    assert cli_main([*cfg, "enrol-photo", str(photos / "obama.jpg"), "--phone", "13800138000"]) == 1
+    assert "not consented" in capsys.readouterr().err
+    assert cli_main([*cfg, "enrol-photo", str(photos / "obama.jpg"), "--phone", "13800138000",
+                     "--record-consent", "--staff", "H001"]) == 0
+    assert "enrolled from 1 photo(s)" in capsys.readouterr().out
+    assert cli_main([*cfg, "identify", str(photos / "obama3.jpg")]) == 0
+    assert "outcome=identified customer_id=1" in capsys.readouterr().out
+    assert cli_main([*cfg, "identify", str(photos / "biden.jpg")]) == 0
+    assert "outcome=unknown customer_id=None" in capsys.readouterr().out
+    assert cli_main([*cfg, "purge"]) == 0
+    assert "0 face template(s) older than 730 days deleted" in capsys.readouterr().out
+    assert cli_main([*cfg, "forget", "--phone", "13800138000", "--staff", "H001"]) == 0
+    assert "1 face template(s) deleted" in capsys.readouterr().out
+    assert cli_main([*cfg, "identify", str(photos / "obama3.jpg")]) == 0
+    assert "outcome=unknown" in capsys.readouterr().out
+    assert cli_main([*cfg, "forget", "--phone", "13999999999"]) == 1
+    assert "no customer" in capsys.readouterr().err
+
+    async def consents():
+        async with Database(tmp_path / "kiosk.db") as db:
+            return [tuple(r) for r in await db.fetchall("SELECT granted, staff_id FROM consent ORDER BY id")]
+
+    assert asyncio.run(consents()) == [(1, 1), (0, 1)]
+
+
+def test_enrol_demo_customers(tmp_path, monkeypatch, capsys):
+    from assistant.seed import seed
+
+    monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(
+        f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[storage]\npath = "{tmp_path / "kiosk.db"}"\n'
+        f'[models]\nmodels_dir = "{provisioned("face").parent}"\n'
+        f'data_dir = "{provisioned("face-images").parent}"\n'
+        "[face]\nthresholds = { face = 0.55 }\n"
+    )
+
+    async def seeded():
+        async with Database(tmp_path / "kiosk.db") as db:
+            report = await seed(db, tmp_path / "var")
+            return report.face_photos
+
+    photos = asyncio.run(seeded())
+    assert len(photos) == 1
+    user_id = next(iter(photos))
+    assert cli_main(["--config", str(cfg), "face", "enrol-demo"]) == 0
+    assert f"customer {user_id}: enrolled from face-images/obama.jpg" in capsys.readouterr().out
+    assert cli_main(["--config", str(cfg), "face", "enrol-demo"]) == 0
+    assert "already enrolled" in capsys.readouterr().out
+    assert cli_main(["--config", str(cfg), "face", "identify", str(provisioned("face-images") / "obama2.jpg")]) == 0
+    assert f"outcome=identified customer_id={user_id}" in capsys.readouterr().out

@@ -1,0 +1,107 @@
+"""The runtime loop: real dialog, real packs, rendered speech text, screens, timers, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from assistant.adapters import ReceiptDevice, SilentVoice
+from assistant.billing import LedgerBilling
+from assistant.customers import CustomerDirectory
+from assistant.dialog import Dialog, DialogConfig, DialogServices
+from assistant.kiosk import HeadlessDisplay, Kiosk
+from assistant.messages import (
+    ActionChosen,
+    CashEvent,
+    CashEventKind,
+    FaceOutcome,
+    FaceSeen,
+    Key,
+    KeyPressed,
+)
+from assistant.seed import seed
+from devices.printer import EscposPrinter, PrinterConfig, decode_text
+from tests.assistant.test_dialog import FakeCash, Result
+
+
+async def until(display: HeadlessDisplay, screen: str, timeout: float = 5.0):
+    return await display.wait_for(screen, timeout)
+
+
+@pytest.fixture
+async def running(db, tmp_path, packs, understanding):
+    await seed(db, tmp_path)
+    cash = FakeCash()
+    services = DialogServices(
+        billing=LedgerBilling(db), customers=CustomerDirectory(db), understanding=understanding,
+        cash=cash, packs=tuple(packs.ids()), hall_phone="95598",
+    )
+    dialog = Dialog(services, DialogConfig(idle_timeout_s=0.3, grace_timeout_s=0.3))
+    display, voice = HeadlessDisplay(), SilentVoice()
+    printer = ReceiptDevice(EscposPrinter(PrinterConfig()), lambda: kiosk.pack, "K001", tmp_path / "receipts")
+    kiosk = Kiosk(dialog, packs, display, voice, devices={"printer": printer})
+    services.spawn = kiosk.spawn
+    stop = asyncio.Event()
+    task = asyncio.create_task(kiosk.run(stop))
+    await until(display, "welcome")
+    yield kiosk, display, voice, cash, printer, db
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_whole_payment_through_the_runtime(running) -> None:
+    kiosk, display, voice, cash, printer, db = running
+    uid = (await db.fetchone("SELECT id FROM login_user WHERE phone='13800138000'"))[0]
+    kiosk.post(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid))
+    model = await until(display, "identified")
+    assert model.fields["arrears"] == "¥123.45"
+    assert model.fields["account"] == "******2345" and model.fields["name"] == "张**"
+    assert model.buttons[0].primary and "现金" in model.buttons[0].label
+    await kiosk.quiet()
+    spoken = " ".join(t for t, _ in voice.said)
+    assert "一百二十三元四角五分" in spoken
+    assert not re.search(r"[0-9]", spoken)
+    assert all(v == "sit/cmn-latn-pinyin" for _, v in voice.said)
+    kiosk.post(KeyPressed(Key.CONFIRM))
+    model = await until(display, "cash")
+    assert model.fields["due"] == "¥123.45"
+    cash.result = Result(True, 20000, 7650, 5, 12345)
+    kiosk.post(CashEvent(CashEventKind.CREDITED, value_fen=20000, inserted_fen=20000))
+    kiosk.post(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000))
+    model = await until(display, "result")
+    assert model.fields["change"] == "¥76.50" and model.fields["credited"] == "¥0.05"
+    await kiosk.quiet()
+    text = decode_text(printer.printed[-1][0])
+    assert "¥76.50" in text and "******2345" in text and "¥0.05" in text
+    spoken = " ".join(t for t, _ in voice.said)
+    assert "七十六元五角" in spoken and "五分" in spoken
+    kiosk.post(ActionChosen("done"))
+    await until(display, "welcome")
+
+
+async def test_language_switch_redraws_and_speaks_cantonese_then_resets(running) -> None:
+    kiosk, display, voice, *_ , db = running
+    uid = (await db.fetchone("SELECT id FROM login_user WHERE phone='13800138000'"))[0]
+    kiosk.post(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid))
+    await until(display, "identified")
+    await kiosk.quiet()
+    kiosk.post(ActionChosen("language", "yue"))
+    await asyncio.sleep(0.2)
+    await kiosk.quiet()
+    assert display.current.pack == "yue"
+    assert voice.said[-1][1] == "sit/yue"
+    assert "蚊" in " ".join(t for t, _ in voice.said[-3:])
+    kiosk.post(ActionChosen("cancel"))
+    model = await until(display, "welcome")
+    assert model.pack == "zh-CN"
+
+
+async def test_real_timers_warn_then_return_to_welcome(running) -> None:
+    kiosk, display, voice, *_ , db = running
+    uid = (await db.fetchone("SELECT id FROM login_user WHERE phone='13800138000'"))[0]
+    kiosk.post(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid))
+    await until(display, "identified")
+    await until(display, "still_there", timeout=3)
+    await until(display, "welcome", timeout=3)

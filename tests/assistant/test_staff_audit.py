@@ -1,0 +1,86 @@
+"""Staff verification (face + PIN, lockout) and the hash-chained audit log."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant import audit
+from assistant.customers import CustomerDirectory
+from assistant.seed import seed
+from assistant.staff import StaffDirectory, StaffLocked, StaffVerificationFailed
+
+
+async def test_audit_chain_detects_tampering(db) -> None:
+    for i in range(5):
+        await audit.record(db, "test_action", None, n=i)
+    assert await audit.verify(db) is None
+    rows = await audit.entries(db, "test_action")
+    assert [r.detail["n"] for r in rows] == [0, 1, 2, 3, 4]
+    # Someone edits entry 3 directly in the file: the chain breaks exactly there.
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE audit_log SET detail = '{\"n\": 99}' WHERE id = ?", (rows[2].id,))
+    assert await audit.verify(db) == rows[2].id
+
+
+async def test_audit_detects_deleted_entry(db) -> None:
+    for i in range(4):
+        await audit.record(db, "a", None, n=i)
+    rows = await audit.entries(db)
+    async with db.transaction() as tx:
+        await tx.execute("DELETE FROM audit_log WHERE id = ?", (rows[1].id,))
+    assert await audit.verify(db) == rows[2].id
+
+
+@pytest.fixture
+async def staff(db, tmp_path):
+    await seed(db, tmp_path)
+    uid = await CustomerDirectory(db).link(phone="13000000001", name="周敏", accounts=[])
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE staff SET user_id = ? WHERE staff_no = 'H001'", (uid,))
+    clock = [1000.0]
+    directory = StaffDirectory(db, max_failures=3, lock_s=60, clock=lambda: clock[0])
+    return directory, uid, clock
+
+
+async def test_staff_face_plus_pin(staff, db) -> None:
+    directory, uid, _ = staff
+    member = await directory.by_user(uid)
+    assert member is not None and member.staff_no == "H001" and member.role == "hall"
+    ok = await directory.verify(member, "246810", purpose="enrolment")
+    assert ok.id == member.id
+    log = await audit.entries(db, "staff_verified")
+    assert log[-1].staff_id == member.id and log[-1].detail["purpose"] == "enrolment"
+    assert "246810" not in str([e.detail for e in await audit.entries(db)])
+
+
+async def test_wrong_role_fails(staff) -> None:
+    directory, uid, _ = staff
+    member = await directory.by_user(uid)
+    with pytest.raises(StaffVerificationFailed):
+        await directory.verify(member, "246810", purpose="cassette", role="bank")
+
+
+async def test_three_failures_lock_then_unlock(staff, db) -> None:
+    directory, uid, clock = staff
+    member = await directory.by_user(uid)
+    for _ in range(2):
+        with pytest.raises(StaffVerificationFailed):
+            await directory.verify(member, "000000", purpose="enrolment")
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "000000", purpose="enrolment")
+    # Even the right PIN is refused while locked.
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "246810", purpose="enrolment")
+    clock[0] += 61
+    assert (await directory.verify(member, "246810", purpose="enrolment")).staff_no == "H001"
+    failed = await audit.entries(db, "staff_verify_failed")
+    assert [e.detail["attempt"] for e in failed] == [1, 2, 3]
+    assert len(await audit.entries(db, "staff_locked")) == 1
+    assert await audit.verify(db) is None
+
+
+async def test_no_staff_face_counts_as_failure(staff, db) -> None:
+    directory, _, _ = staff
+    with pytest.raises(StaffVerificationFailed):
+        await directory.verify(None, "246810", purpose="enrolment")
+    assert (await audit.entries(db, "staff_verify_failed"))[-1].detail["reason"] == "no_staff_face"

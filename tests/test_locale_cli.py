@@ -1,0 +1,102 @@
+"""``python main.py locales ...`` end to end on copies of the shipped packs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import main
+from assistant.config import ROOT
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A config whose locales folder is a copy of the shipped packs; returns (config, locales)."""
+    locales = tmp_path / "locales"
+    shutil.copytree(ROOT / "locales", locales)
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\nlocales_dir = "{locales}"\n', encoding="utf-8")
+    monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
+    return cfg, locales
+
+
+def test_check_reports_file_and_line(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, locales = setup
+    assert main(["--config", str(cfg), "locales", "check"]) == 0
+    assert "all packs" in capsys.readouterr().out
+    f = locales / "yue" / "responses.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("依家欠费{amount}", "依家欠费"), encoding="utf-8")
+    assert main(["--config", str(cfg), "locales", "check", "yue"]) == 1
+    out = capsys.readouterr().out
+    line = next(i for i, t in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if t.startswith("  arrears:"))
+    assert f"locales/yue/responses.yaml:{line}: the placeholders of 'arrears' differ" in out
+    assert "Fix: use exactly {account}, {amount}, {method}" in out
+
+
+def test_new_pack_skeleton_passes_the_check(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, locales = setup
+    assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei", "--extends", "zh-CN", "--name", "东北话"]) == 0
+    folder = locales / "zh-CN-dongbei"
+    assert sorted(p.name for p in folder.iterdir()) == ["_common.yaml", "intents", "pack.yaml", "responses.yaml", "tests"]
+    assert main(["--config", str(cfg), "locales", "check", "zh-CN-dongbei"]) == 0
+    assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei"]) == 1  # exists already
+
+
+def test_say_writes_speech(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyttsx3", reason="pyttsx3 (the tts extra) is not installed")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    cfg, _ = setup
+    out = cfg.parent / "arrears.wav"
+    rc = main(["--config", str(cfg), "locales", "say", "yue", "arrears", "--slot", "amount=12.5元", "--out", str(out), "--no-play"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "spoken: 户号尾号一二三四，依家欠费十二蚊五毫" in printed
+    with wave.open(str(out)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    assert seconds > 2.0  # a whole sentence of Cantonese, not an empty file
+
+
+def test_reload_signals_the_running_kiosk_only_when_packs_are_valid(setup, tmp_path: Path) -> None:
+    cfg, locales = setup
+    marker = tmp_path / "hup"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time, pathlib\n"
+            f"p = pathlib.Path({str(marker)!r})\n"
+            "signal.signal(signal.SIGHUP, lambda *a: p.write_text('reload'))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        pid_path = tmp_path / "var" / "run" / "kiosk.pid"
+        pid_path.parent.mkdir(parents=True, exist_ok=True)
+        pid_path.write_text(str(child.pid))
+        broken = locales / "zh-CN" / "intents" / "Deny.yaml"
+        good = broken.read_text(encoding="utf-8")
+        broken.write_text(good.replace("Deny:", "Deni:"), encoding="utf-8")
+        assert main(["--config", str(cfg), "locales", "reload"]) == 1
+        time.sleep(0.3)
+        assert not marker.exists()  # refused: the kiosk was not told
+        broken.write_text(good, encoding="utf-8")
+        assert main(["--config", str(cfg), "locales", "reload"]) == 0
+        for _ in range(100):
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        assert marker.read_text() == "reload"
+    finally:
+        child.kill()
+        child.wait()
