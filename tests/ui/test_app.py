@@ -141,3 +141,26 @@ def test_the_window_comes_back_when_the_display_does(tmp_path) -> None:
             xvfb.wait(10)
     assert session.returncode == 0
     assert "waiting for display" in err and "starting it again" in err
+
+
+def test_recorded_screens_are_drawn_for_the_demo(tmp_path, packs) -> None:
+    if not display_available():
+        pytest.skip(NO_DISPLAY)
+    from ui.render import dump_models, model_from_dict, model_to_dict
+    from ui.samples import build_samples, present
+
+    source, ids = packs
+    chosen = {"identified", "cassette", "card_scan_readback"}
+    models = [present(s, source, ids) for s in build_samples(pack_ids=ids) if s.name in chosen]
+    # The JSON round trip keeps everything the window draws.
+    assert [model_from_dict(model_to_dict(m)) for m in models] == models
+    spec = tmp_path / "models.json"
+    dump_models(models, spec)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ui.render", str(spec), str(tmp_path / "shots")],
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pngs = sorted((tmp_path / "shots").glob("*.png"))
+    assert [p.name for p in pngs] == ["00-identified-zh-CN.png", "01-card_scan-zh-CN.png", "02-cassette-zh-CN.png"]
+    assert all(p.stat().st_size > 5_000 for p in pngs)
