@@ -269,8 +269,8 @@ class Renderer:
         self.font = config.ui.font
 
     def render(self, model: ScreenModel) -> None:
-        """Draw ``model`` and let the layout settle."""
-        self.display._apply(model)
+        """Draw ``model`` (as if it had just arrived) and let the layout settle."""
+        self.display._apply(model, fresh=True)
         self.settle()
 
     def settle(self, max_frames: int = 40) -> int:

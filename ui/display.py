@@ -89,8 +89,12 @@ def _define_host() -> type:
             self._button_key: tuple[Any, ...] = ()
 
         # -------------------------------------------------------------- drawing
-        def apply(self, model: ScreenModel) -> None:
-            """Show ``model``: swap the view if the screen changed, then fill it in."""
+        def apply(self, model: ScreenModel, fresh: bool = False) -> None:
+            """Show ``model``: swap the view if the screen changed, then fill it in.
+
+            ``fresh`` draws it as if arriving from another screen (the audit and the
+            screen renderer draw unrelated screens one after the other).
+            """
             from ui.widgets import STYLE
 
             STYLE.scale = model.text_scale
@@ -99,7 +103,7 @@ def _define_host() -> type:
                 view = VIEWS[model.screen]()
                 self._wire_keys(view)
                 self._views[model.screen] = view
-            changed = view is not self.view
+            changed = view is not self.view or fresh
             view.update(model)
             if changed:
                 if self.view is not None:
@@ -304,8 +308,8 @@ class KivyDisplay(Display):
         if time.monotonic() >= self._navigating_until:
             self._release_hold()
 
-    def _apply(self, model: ScreenModel) -> None:
-        self.host.apply(model)
+    def _apply(self, model: ScreenModel, fresh: bool = False) -> None:
+        self.host.apply(model, fresh=fresh)
         self.navigator.show(model)
         self.host.set_focus(self.navigator.focus)
         self.applied += 1
