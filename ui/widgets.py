@@ -75,6 +75,19 @@ class KText(Label):
     )
     wrap = BooleanProperty(True)
 
+    def on_wrap(self, *_: object) -> None:
+        self._fit()
+
+    def on_texture_size(self, *_: object) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        # One line of text: the widget is exactly as wide as the text (a wrapped text
+        # takes the width its layout gives it, or a fixed width set by the screen).
+        if not self.wrap:
+            self.size_hint_x = None
+            self.width = self.texture_size[0]
+
     def texture_update(self, *largs: object) -> None:
         """Break lines the Chinese way (never inside a number) before Kivy lays the text out."""
         if self.wrap and self.text and self.text_size[0]:
