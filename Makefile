@@ -23,7 +23,7 @@ demo: setup
 
 test: setup
 	$(PY) main.py locales check
-	$(XVFB) $(PY) -m pytest -q $(PYTEST_ARGS)
+	KIOSK_REQUIRE_MODELS=1 $(XVFB) $(PY) -m pytest -q $(PYTEST_ARGS)
 	$(XVFB) $(PY) main.py ui audit --out var/ui-audit
 
 ui-audit: $(VENV_OK)

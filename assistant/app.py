@@ -22,7 +22,7 @@ from assistant.adapters import GrammarListener, ReceiptDevice, SilentVoice, Spea
 from assistant.billing import LedgerBilling
 from assistant.config import Config
 from assistant.customers import CustomerDirectory
-from assistant.dialog import CashPayments, Dialog, DialogConfig, DialogServices
+from assistant.dialog import Dialog, DialogConfig, DialogServices
 from assistant.enrolment import Enrolments
 from assistant.errors import KioskError
 from assistant.kiosk import Display, Kiosk, Transcript, Voice
@@ -76,7 +76,7 @@ async def build_kiosk(
     voice: str = "speaker",
     out_dir: Path | None = None,
     camera: Any = None,
-    cash: CashPayments | None = None,
+    cash: Any = None,
     mic: Any = None,
     transcript: Transcript | None = None,
     write_pid: bool = False,
@@ -90,7 +90,8 @@ async def build_kiosk(
             or ``silent`` (captions only).
         out_dir: where the demo keeps speech, receipts (None: nothing kept).
         camera: a camera object to use instead of ``[face] camera``.
-        cash: a cash payment service (None: built from ``[cash]`` when available).
+        cash: a factory ``(db, billing, on_event, on_device) -> CashSide`` to use instead of
+            ``[cash]`` (the demo's own simulator), or False for a kiosk without cash.
         mic: an audio input to use instead of ``[audio] input``.
         transcript: the session record (one is made when None).
         write_pid: write ``var/run/kiosk.pid`` and reload the packs on SIGHUP.
@@ -172,6 +173,20 @@ async def build_kiosk(
         kiosk_ref.append(kiosk)
         services.spawn = kiosk.spawn
 
+        cash_side = None
+        if cash is not False:
+            cash_side = await _open_cash(config, db, billing, kiosk, cash, problems)
+        if cash_side is not None:
+            from assistant.cassette import CassetteExchange
+            from devices.cash import Unit
+
+            closers.append(cash_side.close)
+            services.cash = cash_side.service
+            services.cassettes = CassetteExchange(
+                db, {Unit.NOTES: cash_side.units.notes, Unit.COINS: cash_side.units.coins}, services.staff
+            )
+        services.reload_locales = packs.reload
+
         if write_pid:
             path = pid_file(config)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +196,7 @@ async def build_kiosk(
         for p in problems:
             kiosk.transcript.add("info", p)
         return KioskParts(
-            config, db, packs, kiosk, dialog, services, speech, cam, face, cash, receipts, problems, closers
+            config, db, packs, kiosk, dialog, services, speech, cam, face, cash_side, receipts, problems, closers
         )
     except BaseException:
         for closer in reversed(closers):
@@ -191,6 +206,22 @@ async def build_kiosk(
                     await result
         await db.close()
         raise
+
+
+async def _open_cash(config: Config, db: Database, billing: Any, kiosk: Kiosk, factory: Any, problems: list[str]) -> Any:
+    """The cash side (units + payment service), or None with the reason recorded."""
+    from assistant.cash_setup import open_cash
+
+    def on_device(unit: str, command: str, args: dict[str, Any]) -> None:
+        kiosk.transcript.add("device", f"{unit}.{command} {args or ''}".rstrip())
+
+    try:
+        if factory is not None:
+            return await factory(db, billing, kiosk.post, on_device)
+        return await open_cash(config, db, billing, kiosk.post, on_device)
+    except KioskError as exc:
+        problems.append(f"cash unavailable ({exc}); card and e-wallet only")
+        return None
 
 
 async def _open_face(config: Config, db: Database, problems: list[str]) -> Any:

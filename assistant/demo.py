@@ -124,14 +124,24 @@ class Customer:
         if not taken:
             raise RuntimeError(f"the note slot refused a {fen // 100} yuan note")
 
+    async def wait_inserted(self, fen: int) -> None:
+        """Wait until the screen shows the note as received (credited only once stacked)."""
+        async def credited() -> None:
+            while self.display.current is None or self.display.current.fields.get("inserted") != _screen_yuan(fen):
+                await self.display.wait_for_change(STEP_TIMEOUT_S)
+        await asyncio.wait_for(credited(), STEP_TIMEOUT_S)
+
     async def enrolled_session(self, photo: Path) -> None:
         self.say(f"walks up (camera sees {photo.name})")
         self.camera.walk_up(photo)
         model = await self.see("identified")
         self.say(f"sees arrears {model.fields.get('arrears')} for {model.fields.get('name')}")
         self.press(Key.CONFIRM)
-        model = await self.see("cash")
-        await self.insert_note(20000)
+        await self.see("cash")
+        # 123.45 元 owed: two 100 元 notes (there is no 200 元 note in RMB).
+        await self.insert_note(10000)
+        await self.wait_inserted(10000)
+        await self.insert_note(10000)
         model = await self.see("result")
         self.say(f"takes change {model.fields.get('change')} and the receipt")
         self.touch("done")
@@ -169,9 +179,7 @@ async def demo(config: Config, out: Path, args: argparse.Namespace) -> int:
     from assistant.seed import seed
     from assistant.storage import Database
 
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    await asyncio.to_thread(_fresh_folder, out)
     data = Layout.from_config(config).data
     # The demo's own database and cash simulator live in the output folder; models come
     # from the provisioned models folder.
@@ -189,6 +197,7 @@ async def demo(config: Config, out: Path, args: argparse.Namespace) -> int:
     camera = DemoCamera()
     display = HeadlessDisplay()
     sim, cash_factory = demo_cash(config, out)
+    transcript.add("info", f"cash simulator on pseudo-terminal {sim.port_path('notes')}")
     parts = await build_kiosk(
         config, display, voice="wav", out_dir=out, camera=camera, cash=cash_factory, transcript=transcript
     )
@@ -284,6 +293,17 @@ def _render_screens(out: Path, shown: list[ScreenModel]) -> None:
 def _wav_seconds(path: Path) -> float:
     with wave.open(str(path)) as w:
         return w.getnframes() / float(w.getframerate())
+
+
+def _fresh_folder(out: Path) -> None:
+    """An empty output folder (a previous demo's files are removed)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _screen_yuan(fen: int) -> str:
+    return f"¥{fen // 100}.{fen % 100:02d}"
 
 
 def _yuan(fen: int) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from assistant.billing import AccountInfo, Billing
 from assistant.customers import Customer, CustomerDirectory, mask_account, mask_name
 from assistant.dialog_enrol import EnrolmentSteps
+from assistant.dialog_staff import StaffSteps
 from assistant.enrolment import Enrolments
 from assistant.errors import (
     BillingError,
@@ -115,9 +116,13 @@ class State(StrEnum):
     ENROL_CARD_SCAN = "enrol_card_scan"
     ENROL_CARD_CONFIRM = "enrol_card_confirm"
     ENROL_METHOD = "enrol_method"
+    STAFF_MENU = "staff_menu"
+    CASSETTE_UNIT = "cassette_unit"
+    CASSETTE_COUNT = "cassette_count"
 
 
 ENROL_STATES = frozenset(s for s in State if s.value.startswith("enrol_"))
+STAFF_STATES = frozenset({State.STAFF_MENU, State.CASSETTE_UNIT, State.CASSETTE_COUNT})
 
 
 # States in which the customer is expected to act, so the idle timer runs.
@@ -135,6 +140,9 @@ WAITING_STATES = frozenset(
         State.RESULT,
         State.LIVENESS,
         State.SETTINGS,
+        State.STAFF_MENU,
+        State.CASSETTE_UNIT,
+        State.CASSETTE_COUNT,
         *ENROL_STATES,
     }
 )
@@ -143,7 +151,18 @@ METHOD_PROMPTS = {"cash": Prompt.METHOD_CASH, "card": Prompt.METHOD_CARD, "ewall
 METHOD_ACTIONS = {Action.METHOD_CASH: "cash", Action.METHOD_CARD: "card", Action.METHOD_EWALLET: "ewallet"}
 
 # Intents every listening state also accepts.
-COMMON_INTENTS = (Intent.REPEAT, Intent.SLOWER, Intent.LOUDER, Intent.HELP, Intent.CHOOSE_LANGUAGE)
+COMMON_INTENTS = (
+    Intent.REPEAT,
+    Intent.SLOWER,
+    Intent.FASTER,
+    Intent.LOUDER,
+    Intent.SOFTER,
+    Intent.BIGGER_TEXT,
+    Intent.SMALLER_TEXT,
+    Intent.SETTINGS,
+    Intent.HELP,
+    Intent.CHOOSE_LANGUAGE,
+)
 
 FACE_GUIDANCE = {
     FaceOutcome.NO_FACE: Prompt.FACE_NO_FACE,
@@ -156,11 +175,11 @@ FACE_GUIDANCE = {
 # Voice and text adjustments: intent -> (setting, step, acknowledgement).
 ADJUSTMENTS: dict[str, tuple[str, int, str]] = {
     Intent.SLOWER: ("rate", -1, Prompt.SLOWER_ACK),
-    "faster": ("rate", +1, Prompt.FASTER_ACK),
+    Intent.FASTER: ("rate", +1, Prompt.FASTER_ACK),
     Intent.LOUDER: ("volume", +1, Prompt.LOUDER_ACK),
-    "softer": ("volume", -1, Prompt.SOFTER_ACK),
-    "text_bigger": ("text", +1, Prompt.TEXT_BIGGER_ACK),
-    "text_smaller": ("text", -1, Prompt.TEXT_SMALLER_ACK),
+    Intent.SOFTER: ("volume", -1, Prompt.SOFTER_ACK),
+    Intent.BIGGER_TEXT: ("text", +1, Prompt.TEXT_BIGGER_ACK),
+    Intent.SMALLER_TEXT: ("text", -1, Prompt.TEXT_SMALLER_ACK),
 }
 
 IDLE_TIMER = "idle"
@@ -240,6 +259,12 @@ class DialogServices:
     """Staff verification (None: no staff functions)."""
     enrolments: Enrolments | None = None
     """Enrolment data side (None: enrolment unavailable)."""
+    cassettes: Any = None
+    """``assistant.cassette.CassetteExchange`` (None: no cassette exchange here)."""
+    reload_locales: Callable[[], list[Any]] | None = None
+    """Reload the locale packs; returns the problems (empty: applied)."""
+    out_of_service: bool = False
+    """Staff took the kiosk out of service: customers are told to go to the counter."""
     cash: CashPayments | None = None
     noncash: NonCashPayments | None = None
     """Quick-pay and e-wallet (None: cash only)."""
@@ -274,6 +299,19 @@ class Session:
     pending_method: str = ""
     excess_ok: bool = False
     staff_member: StaffMember | None = None
+    """The verified staff member (staff menu, enrolment)."""
+    pin_member: StaffMember | None = None
+    """The staff member whose face was seen and whose PIN is being asked."""
+    staff_purpose: str = ""
+    staff_pin: str = ""
+    second_member: StaffMember | None = None
+    second_pin: str = ""
+    cassette_unit: str = ""
+    cassette_label: str = ""
+    cassette_rows: list[dict[str, Any]] = field(default_factory=list)
+    cassette_in: dict[int, int] = field(default_factory=dict)
+    cassette_row: int = 0
+    cassette_out_fen: int = 0
     pending_digits: str = ""
     card_scans: int = 0
     resume_said: list[Say] = field(default_factory=list)
@@ -291,7 +329,7 @@ class Session:
     readback_done: bool = False
 
 
-class Dialog(EnrolmentSteps):
+class Dialog(EnrolmentSteps, StaffSteps):
     """The state machine.
 
     Args:
@@ -389,6 +427,8 @@ class Dialog(EnrolmentSteps):
         if isinstance(event, StaffCommand):
             if event.command == "start_enrolment" and self.state is State.IDLE:
                 await self._start_enrolment()
+            elif event.command == "staff_menu" and self.state is State.IDLE:
+                await self._start_enrolment(purpose="menu")
             return
         if isinstance(event, CardRead):
             await self._on_card_read(event)
@@ -409,7 +449,7 @@ class Dialog(EnrolmentSteps):
             await self._on_face(event)
             return
         if isinstance(event, SessionStart):
-            if self.state is State.IDLE:
+            if self.state is State.IDLE and not self.services.out_of_service:
                 await self._begin_session()
             return
 
@@ -459,12 +499,20 @@ class Dialog(EnrolmentSteps):
                 Action.LANGUAGE: (Intent.CHOOSE_LANGUAGE, {"pack": event.value}),
                 Action.REPEAT: (Intent.REPEAT, {}),
                 Action.SLOWER: (Intent.SLOWER, {}),
-                Action.FASTER: ("faster", {}),
+                Action.FASTER: (Intent.FASTER, {}),
                 Action.LOUDER: (Intent.LOUDER, {}),
-                Action.SOFTER: ("softer", {}),
-                Action.TEXT_BIGGER: ("text_bigger", {}),
-                Action.TEXT_SMALLER: ("text_smaller", {}),
-                Action.SETTINGS: ("settings", {}),
+                Action.SOFTER: (Intent.SOFTER, {}),
+                Action.TEXT_BIGGER: (Intent.BIGGER_TEXT, {}),
+                Action.TEXT_SMALLER: (Intent.SMALLER_TEXT, {}),
+                Action.SETTINGS: (Intent.SETTINGS, {}),
+                Action.STAFF_MENU: (Intent.STAFF_MENU, {}),
+                Action.START_ENROLMENT: (Intent.START_ENROLMENT, {}),
+                Action.CLEAR_FAULT: (Intent.CLEAR_FAULT, {}),
+                Action.CASH_EXCHANGE: (Intent.CASH_EXCHANGE, {}),
+                Action.RELOAD_LOCALES: ("reload_locales", {}),
+                Action.OUT_OF_SERVICE: ("out_of_service", {}),
+                Action.UNIT_NOTES: ("unit_notes", {}),
+                Action.UNIT_COINS: ("unit_coins", {}),
                 Action.CANCEL: (Intent.CANCEL, {}),
                 Action.ONE_KEY_PAY: (Intent.CONFIRM, {}),
                 Action.CONFIRM: (Intent.CONFIRM, {}),
@@ -508,7 +556,7 @@ class Dialog(EnrolmentSteps):
             else:
                 self._show_settings()
             return True
-        if intent == "settings" and self.state is not State.SETTINGS:
+        if intent == Intent.SETTINGS and self.state is not State.SETTINGS:
             if self.state is not State.IDLE:
                 self._suspend()
             self._show_settings(intro=True)
@@ -538,6 +586,11 @@ class Dialog(EnrolmentSteps):
             return True
         if intent == Intent.CANCEL and self.state in ENROL_STATES:
             self._cancel_enrolment()
+            return True
+        if intent == Intent.CANCEL and self.state in STAFF_STATES:
+            self.session.staff_pin = self.session.second_pin = ""
+            self._new_turn()
+            self._end_session()
             return True
         if intent == Intent.CANCEL and self.state in (
             State.IDENTIFYING,
@@ -618,7 +671,7 @@ class Dialog(EnrolmentSteps):
             staff_present=self.services.staff_present,
             packs=self.services.packs,
         )
-        self._listen(Intent.PAY, Intent.CONFIRM, Intent.START_ENROLMENT)
+        self._listen(Intent.PAY, Intent.CONFIRM, Intent.START_ENROLMENT, Intent.STAFF_MENU)
 
     def _end_session(self) -> None:
         """Say goodbye, reset per-customer settings, go back to the welcome screen."""
@@ -660,6 +713,8 @@ class Dialog(EnrolmentSteps):
     # ------------------------------------------------------------------ face
     async def _on_face(self, event: FaceSeen) -> None:
         if self.state is State.IDLE and event.outcome is not FaceOutcome.NO_FACE:
+            if self.services.out_of_service:
+                return
             await self._begin_session()
         if self.state is not State.IDENTIFYING:
             return
@@ -1074,7 +1129,11 @@ class Dialog(EnrolmentSteps):
             self._show_cash()
         elif kind is CashEventKind.CHANGE_IMPOSSIBLE:
             self._new_turn()
-            self._say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(event.value_fen))
+            smaller = _detail_int(event.detail, "smaller_note_fen")
+            if smaller:
+                self._say(Prompt.CASH_CHANGE_SMALLER, note=Amount(event.value_fen), smaller=Amount(smaller))
+            else:
+                self._say(Prompt.CASH_CHANGE_IMPOSSIBLE, note=Amount(event.value_fen))
             self._touch()
         elif kind is CashEventKind.PAID_IN_FULL:
             self._new_turn()
@@ -1083,7 +1142,7 @@ class Dialog(EnrolmentSteps):
             self._show_cash()
             self._enter(State.SETTLING)
             self._wait_for_cash()
-        elif kind is CashEventKind.CHANGE_PAID:
+        elif kind is CashEventKind.DISPENSING and event.value_fen > 0 and self.state is State.SETTLING:
             self._say(Prompt.CASH_DISPENSING, change=Amount(event.value_fen))
         elif kind is CashEventKind.FAULT:
             self._new_turn()
@@ -1092,6 +1151,13 @@ class Dialog(EnrolmentSteps):
             self._out.append(
                 DeviceAction("staff", "call", frozen_map(fault=event.detail, payment=s.payment_id))
             )
+        elif kind is CashEventKind.FAULT_CLEARED and self.state is State.CASH:
+            self._new_turn()
+            self._say(Prompt.CASH_FAULT_CLEARED)
+            self._show_cash()
+            self._touch()
+        # RETURNED, CHANGE_PAID, REMAINDER_CREDITED and FINISHED are reported to the
+        # customer once, from the payment's result (see _on_payment_done).
 
     def _wait_for_cash(self) -> None:
         cash, spawn = self.services.cash, self.services.spawn
@@ -1176,8 +1242,15 @@ class Dialog(EnrolmentSteps):
             await self._resume(resume)
 
     async def _in_idle(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
-        if intent == Intent.START_ENROLMENT or intent == "services":
+        if intent == Intent.START_ENROLMENT:
             await self._start_enrolment()
+            return
+        if intent in (Intent.STAFF_MENU, "services"):
+            await self._start_enrolment(purpose="menu")
+            return
+        if self.services.out_of_service:
+            self._new_turn()
+            self._say(Prompt.ERROR_OUT_OF_SERVICE, phone=Digits(self.services.hall_phone))
             return
         if intent in ("start", Intent.PAY, Intent.CONFIRM, "enter"):
             await self._begin_session()
@@ -1220,6 +1293,7 @@ class Dialog(EnrolmentSteps):
             if s.resume_state in ENROL_STATES:
                 self._cancel_enrolment()
                 return
+            s.staff_pin = s.second_pin = ""
             self._end_session()
 
     async def _give_back_cash(self) -> None:
@@ -1290,6 +1364,15 @@ class Dialog(EnrolmentSteps):
         self._say(exc.prompt_id, phone=Digits(self.services.hall_phone))
         if self.state not in (State.CASH, State.SETTLING):
             self._end_session()
+
+
+def _detail_int(detail: str, key: str) -> int:
+    """An integer ``key=value`` from a cash event's detail (0 when absent)."""
+    for part in detail.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == key and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 def new_payment_id() -> str:

@@ -40,16 +40,20 @@ class EnrolmentSteps:
     """Mixin with the enrolment states' handlers; ``self`` is the Dialog."""
 
     # ------------------------------------------------------------------ start and staff
-    async def _start_enrolment(self: Dialog) -> None:
+    async def _start_enrolment(self: Dialog, purpose: str = "enrolment") -> None:
+        """Verify a staff member first (face + PIN), then enrol or open the staff menu."""
         from assistant.dialog import State
 
         s = self.session
-        if self.services.staff is None or self.services.enrolments is None:
+        s.staff_purpose = purpose
+        if self.services.staff is None or (purpose == "enrolment" and self.services.enrolments is None):
             self._new_turn()
             self._say(Prompt.ERROR_OUT_OF_SERVICE, phone=Digits(self.services.hall_phone))
             return
         s.digits = ""
         s.staff_member = None
+        s.pin_member = None
+        s.staff_purpose = purpose
         self._new_turn()
         self._say(Prompt.STAFF_VERIFY)
         self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_VERIFY, digits=Digits(""))
@@ -67,7 +71,7 @@ class EnrolmentSteps:
                 assert self.services.staff is not None
                 member = await self.services.staff.by_user(event.customer_id)
                 if member is not None:
-                    s.staff_member = member
+                    s.pin_member = member
                     self._out.append(DeviceAction("camera", "stop"))
                     self._ask_pin()
             return True
@@ -89,7 +93,7 @@ class EnrolmentSteps:
         s = self.session
         s.digits = ""
         self._new_turn()
-        name = mask_name(s.staff_member.name) if s.staff_member else mask_name("")
+        name = mask_name(s.pin_member.name) if s.pin_member else mask_name("")
         self._say(Prompt.STAFF_PIN, name=name)
         self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
         self._enter(State.ENROL_PIN)
@@ -116,10 +120,13 @@ class EnrolmentSteps:
             self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
             return
         if intent in ("enter", Intent.CONFIRM):
-            assert self.services.staff is not None and self.services.enrolments is not None
+            assert self.services.staff is not None
             pin, s.digits = s.digits, ""
+            role_ok = s.staff_purpose != "enrolment" or s.pin_member is None or s.pin_member.role != "bank"
             try:
-                member = await self.services.staff.verify(s.staff_member, pin, purpose="enrolment")
+                member = await self.services.staff.verify(
+                    s.pin_member if role_ok else None, pin, purpose=s.staff_purpose or "enrolment"
+                )
             except StaffLocked:
                 self._new_turn()
                 self._say(Prompt.STAFF_LOCKED)
@@ -128,14 +135,11 @@ class EnrolmentSteps:
             except StaffVerificationFailed:
                 self._new_turn()
                 self._say(Prompt.STAFF_REFUSED)
-                self._say(Prompt.STAFF_PIN, name=mask_name(s.staff_member.name if s.staff_member else ""))
+                self._say(Prompt.STAFF_PIN, name=mask_name(s.pin_member.name if s.pin_member else ""))
                 self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
                 self._touch()
                 return
-            self.services.enrolments.start(member.id)
-            self._new_turn()
-            self._say(Prompt.STAFF_VERIFIED, name=mask_name(member.name), remember=False)
-            self._ask_consent()
+            self._after_staff_verified(member, pin)
 
     # ------------------------------------------------------------------ consent
     def _ask_consent(self: Dialog) -> None:

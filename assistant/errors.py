@@ -96,6 +96,52 @@ class PaymentError(KioskError):
     prompt_id = "payment_failed"
 
 
+class CashDeviceNotResponding(CashDeviceError):
+    """A cash unit does not answer on its port (or the port cannot be opened).
+
+    Cash payment is unavailable until staff fix it; other payment methods still work.
+    """
+
+    # a dedicated "cash payment unavailable, pay another way" prompt is proposed to the
+    # locale packs (cash_unavailable); until it exists the generic device fault is said
+    prompt_id = "cash_unavailable"
+
+
+class CashPortLost(CashDeviceNotResponding):
+    """The serial port of a cash unit disappeared while in use (cable, USB, power)."""
+
+
+class CashPayoutRefused(CashDeviceError):
+    """A unit refused a payout (not enough value, cannot pay exact, busy, disabled).
+
+    Args:
+        message: what was asked and why it was refused.
+        reason: the unit's refusal code name, e.g. ``CANNOT_PAY_EXACT``.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CashUnitLocked(CashDeviceError):
+    """A cash unit is locked for a cassette exchange; cash payment waits for the bank staff."""
+
+    prompt_id = "cash_unavailable"
+
+
+class CashPaymentBusy(PaymentError):
+    """Another cash payment is still open on this kiosk."""
+
+    prompt_id = "cash_fault"
+
+
+class CassetteError(CashDeviceError):
+    """A cassette exchange was refused (dual control not met, no exchange open, bad counts)."""
+
+    prompt_id = "cassette_refused"
+
+
 class SpokenNumberError(KioskError):
     """Spoken or typed text could not be turned into a number (amount or digit string)."""
 

@@ -73,6 +73,14 @@ class HeadlessDisplay(Display):
         assert self.current is not None
         return self.current
 
+    async def wait_for_change(self, timeout: float = 10.0) -> ScreenModel | None:
+        """Wait until the next screen (or update of the same screen) is drawn."""
+        cond = self._condition()
+        count = len(self.shown)
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(lambda: len(self.shown) > count)
+        return self.current
+
     async def show(self, model: ScreenModel) -> None:
         self.shown.append(model)
         cond = self._condition()
@@ -328,7 +336,8 @@ class Kiosk:
             if handle is not None:
                 handle.cancel()
         elif isinstance(cmd, DeviceAction):
-            self.transcript.add("device", f"{cmd.device}.{cmd.action} {dict(cmd.args) or ''}".rstrip())
+            args = {k: self.pack.display(v) if not isinstance(v, str | int | float) else v for k, v in cmd.args.items()}
+            self.transcript.add("device", f"{cmd.device}.{cmd.action} {args or ''}".rstrip())
             if cmd.device == "staff":
                 await self.notifier.notify(cmd.action, dict(cmd.args))
             handler = self.devices.get(cmd.device)

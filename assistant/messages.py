@@ -209,6 +209,14 @@ class CashEventKind(StrEnum):
     CHANGE_PAID = "change_paid"
     PAID_IN_FULL = "paid_in_full"
     FAULT = "fault"
+    DISPENSING = "dispensing"
+    """Change (or a refund) is being paid out; ``value_fen`` is the amount."""
+    REMAINDER_CREDITED = "remainder_credited"
+    """What could not be paid out was credited to the account; ``value_fen`` is the amount."""
+    FAULT_CLEARED = "fault_cleared"
+    """A unit is back in service (``detail`` names it)."""
+    FINISHED = "finished"
+    """The payment is closed and its receipt can be printed; ``value_fen`` is what was posted."""
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ TITLES: dict[Screen, Label] = {
     Screen.ENROL_STAFF: Label.TITLE_ENROL_STAFF,
     Screen.ENROL_CUSTOMER: Label.TITLE_ENROL_CUSTOMER,
     Screen.CASSETTE: Label.TITLE_CASSETTE,
+    Screen.STAFF_MENU: Label.TITLE_STAFF_MENU,
 }
 
 # Field name -> the heading shown beside it.
@@ -191,6 +192,14 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CLEAR, Label.BTN_CLEAR, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
+    Screen.STAFF_MENU: (
+        (Action.START_ENROLMENT, Label.BTN_START_ENROLMENT, False),
+        (Action.CLEAR_FAULT, Label.BTN_CLEAR_FAULT, False),
+        (Action.CASH_EXCHANGE, Label.BTN_CASH_EXCHANGE, False),
+        (Action.RELOAD_LOCALES, Label.BTN_RELOAD_LOCALES, False),
+        (Action.OUT_OF_SERVICE, Label.BTN_OUT_OF_SERVICE, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
 }
 
 _DIGIT_ENTRY = (
@@ -229,6 +238,20 @@ VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.SKIP, Label.BTN_SKIP, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
+    "staff_menu/cassette_choose_unit": (
+        (Action.UNIT_NOTES, Label.BTN_NOTES_UNIT, False),
+        (Action.UNIT_COINS, Label.BTN_COINS_UNIT, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    # Out of service: the same button brings the kiosk back.
+    "staff_menu/out_of_service": (
+        (Action.START_ENROLMENT, Label.BTN_START_ENROLMENT, False),
+        (Action.CLEAR_FAULT, Label.BTN_CLEAR_FAULT, False),
+        (Action.CASH_EXCHANGE, Label.BTN_CASH_EXCHANGE, False),
+        (Action.RELOAD_LOCALES, Label.BTN_RELOAD_LOCALES, False),
+        (Action.OUT_OF_SERVICE, Label.BTN_BACK_IN_SERVICE, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
 }
 
 
@@ -240,6 +263,8 @@ def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
             return "paid_up"
     if screen is Screen.RESULT and fields.get("pending"):
         return "pending"
+    if screen is Screen.STAFF_MENU and fields.get("out_of_service") and not fields.get("step"):
+        return "out_of_service"
     step = fields.get("step")
     return str(step) if step else ""
 
@@ -338,6 +363,8 @@ class Presenter:
                 labels[key] = pack.label(heading[key])
         for key, label_id in SCREEN_TEXTS.get(screen, ()):
             labels.setdefault(key, pack.label(label_id))
+        if screen is Screen.STAFF_MENU and show.fields.get("out_of_service"):
+            labels["hint"] = pack.render(Prompt.OUT_OF_SERVICE_SET, {}).display
         if screen is Screen.HELP:
             # Whether someone is coming, in large type (the same words that are spoken).
             called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF

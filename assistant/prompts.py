@@ -204,7 +204,7 @@ class Prompt(StrEnum):
     PAYMENT_SUCCESS = "payment_success"
     """Paid {amount} for account {account}."""
     RECEIPT_SPOKEN = "receipt_spoken"
-    """Receipt: account {account}, paid {amount}, received {inserted}, change {change}, credited {credited}, no. {reference}."""
+    """Receipt read aloud: account {account}, paid {amount}, serial number {reference} (change and credit are said on their own)."""
     RECEIPT_PRINTING = "receipt_printing"
     """Your receipt is printing; please take it."""
     PAYMENT_FAILED = "payment_failed"
@@ -361,6 +361,16 @@ class Prompt(StrEnum):
     """A short sentence with Hanzi and an amount, spoken by the voice self-test at start-up."""
     CARD_CUT_OFF = "card_cut_off"
     """The card number is not fully in view; put the whole card inside the frame."""
+    CASH_UNAVAILABLE = "cash_unavailable"
+    """Cash cannot be taken right now; pay by card or e-wallet, or at the counter; staff are told."""
+    CASSETTE_REFUSED = "cassette_refused"
+    """The cassette exchange was refused: it needs a bank staff member and a hall staff member."""
+    CASH_FAULT_CLEARED = "cash_fault_cleared"
+    """The cash unit works again; please go on inserting money."""
+    CASH_CHANGE_SMALLER = "cash_change_smaller"
+    """Cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or say 存进账户."""
+    CASSETTE_CHOOSE_UNIT = "cassette_choose_unit"
+    """Both verified: which cassette is exchanged, the notes or the coins?"""
 
 
 class Label(StrEnum):
@@ -563,3 +573,5 @@ class Label(StrEnum):
     """现在不能找零，请放入正好的金额"""
     HINT_DIGITS = "hint_digits"
     """用下方按键或数字键输入"""
+    BTN_BACK_IN_SERVICE = "btn_back_in_service"
+    """恢复服务 (the staff menu's out-of-service button while the kiosk is out of service)"""

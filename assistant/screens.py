@@ -80,6 +80,13 @@ class Screen(StrEnum):
     (``Count``, steps from the default: -2..+2). Buttons: done (primary), bigger /
     smaller text, slower / faster, louder / softer, repeat.
     """
+    STAFF_MENU = "staff_menu"
+    """Verified staff: start enrolment, clear fault, cassette exchange, reload packs, out of service.
+
+    Fields: ``out_of_service`` (bool). While choosing the cassette of an exchange:
+    ``step`` (``Prompt`` ``cassette_choose_unit``) and ``choose_unit`` (True): the
+    buttons are the note and coin units.
+    """
     CASSETTE = "cassette"
     """Bank staff: cassette exchange counts under dual control.
 
@@ -119,6 +126,14 @@ class Action(StrEnum):
     TEXT_SMALLER = "text_smaller"
     DONE = "done"
     SKIP = "skip"
+    STAFF_MENU = "staff_menu"
+    START_ENROLMENT = "start_enrolment"
+    CLEAR_FAULT = "clear_fault"
+    CASH_EXCHANGE = "cash_exchange"
+    RELOAD_LOCALES = "reload_locales"
+    OUT_OF_SERVICE = "out_of_service"
+    UNIT_NOTES = "unit_notes"
+    UNIT_COINS = "unit_coins"
     DIGIT = "digit"
     """An on-screen keypad digit; ``ActionChosen.value`` is the digit."""
     CLEAR = "clear"

@@ -8,6 +8,7 @@ instead. Every write in the kiosk goes through :meth:`Database.transaction`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -174,6 +175,27 @@ MIGRATIONS: list[tuple[str, ...]] = [
             at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
         )""",
     ),
+    # 2: cassette exchanges under dual control (counts out and in, both staff recorded)
+    (
+        """CREATE TABLE cash_exchange (
+            id INTEGER PRIMARY KEY,
+            unit TEXT NOT NULL,                     -- notes, coins or cashbox
+            state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+            bank_staff_id INTEGER NOT NULL REFERENCES staff(id),
+            hall_staff_id INTEGER NOT NULL REFERENCES staff(id),
+            expected_out TEXT NOT NULL,             -- JSON fen -> count the books expected
+            counted_out TEXT NOT NULL,              -- JSON fen -> count found (unit / staff count)
+            counts_in TEXT,                         -- JSON fen -> count the bank staff loaded
+            device_in TEXT,                         -- JSON fen -> count the unit reports after loading
+            end_bank_staff_id INTEGER REFERENCES staff(id),
+            end_hall_staff_id INTEGER REFERENCES staff(id),
+            started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            ended_at TEXT
+        )""",
+        # at most one open exchange per unit: that row is the unit's lock
+        "CREATE UNIQUE INDEX cash_exchange_open ON cash_exchange(unit) WHERE state = 'open'",
+        "CREATE INDEX cash_movement_payment ON cash_movement(payment_id)",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -205,6 +227,9 @@ class Database:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: aiosqlite.Connection | None = None
+        # one connection runs one transaction at a time: without this, two coroutines
+        # sharing the connection fail with "cannot start a transaction within a transaction"
+        self._tx_lock = asyncio.Lock()
 
     async def open(self) -> Database:
         """Open, check integrity, set pragmas and run pending migrations."""
@@ -275,16 +300,21 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction taken with ``BEGIN IMMEDIATE``; commits or rolls back."""
-        conn = self.conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        else:
-            await conn.execute("COMMIT")
+        """A write transaction taken with ``BEGIN IMMEDIATE``; commits or rolls back.
+
+        Coroutines sharing this connection take turns; other connections wait for the
+        write lock up to ``busy_timeout``.
+        """
+        async with self._tx_lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """Run a read query and return all rows (``sqlite3.Row``)."""

@@ -164,7 +164,7 @@ def _define_host() -> type:
                     slot = self.ids.utility if kind == "utility" else self.ids.actions
                 weight = PRIMARY_WEIGHT
                 if slot is view.ids.get("tiles"):
-                    widget.big = True
+                    widget.big = view.big_tiles
                     weight = TILE_PRIMARY_WEIGHT
                 if getattr(slot, "in_pad", False):
                     widget.compact = True

@@ -325,6 +325,17 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             _show(Screen.ENROL_CUSTOMER, step=Prompt.ENROL_FACE_CAPTURE, count=Count(2), total=Count(3)),
             (_say(Prompt.ENROL_FACE_PROGRESS, count=Count(2), total=Count(3)),),
         ),
+        Sample("staff_menu", _show(Screen.STAFF_MENU, out_of_service=False), (_say(Prompt.STAFF_MENU),)),
+        Sample(
+            "staff_menu_out_of_service",
+            _show(Screen.STAFF_MENU, out_of_service=True),
+            (_say(Prompt.OUT_OF_SERVICE_SET), _say(Prompt.STAFF_MENU)),
+        ),
+        Sample(
+            "staff_menu_choose_unit",
+            _show(Screen.STAFF_MENU, step=Prompt.CASSETTE_CHOOSE_UNIT, choose_unit=True),
+            (_say(Prompt.CASSETTE_CHOOSE_UNIT),),
+        ),
         Sample(
             "cassette",
             _show(Screen.CASSETTE, unit=Label.DEVICE_NOTES, digits=Digits("17"), rows=notes, active_row=2),

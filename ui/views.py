@@ -77,6 +77,8 @@ class ScreenView(BoxLayout):
     screen: ClassVar[Screen]
     tile_actions: ClassVar[frozenset[str]] = frozenset()
     """Actions whose buttons sit in the view's ``tiles`` row instead of the action bar."""
+    big_tiles: ClassVar[bool] = True
+    """Tiles are the biggest targets with title-sized words (customer choices)."""
 
     title = StringProperty("")
     caption = StringProperty("")
@@ -200,6 +202,22 @@ class SettingsView(ScreenView):
     screen = Screen.SETTINGS
 
 
+class StaffMenuView(ScreenView):
+    screen = Screen.STAFF_MENU
+    big_tiles = False
+    tile_actions = frozenset(
+        {
+            Action.START_ENROLMENT,
+            Action.CLEAR_FAULT,
+            Action.CASH_EXCHANGE,
+            Action.RELOAD_LOCALES,
+            Action.OUT_OF_SERVICE,
+            Action.UNIT_NOTES,
+            Action.UNIT_COINS,
+        }
+    )
+
+
 class CassetteView(ScreenView):
     screen = Screen.CASSETTE
     COLUMNS: ClassVar[tuple[str, ...]] = ("denomination", "count_out", "count_in")
@@ -234,6 +252,7 @@ VIEWS: dict[Screen, type[ScreenView]] = {
         EnrolStaffView,
         EnrolCustomerView,
         SettingsView,
+        StaffMenuView,
         CassetteView,
     )
 }

@@ -127,7 +127,10 @@ class BigButton(ButtonBehavior, BoxLayout):
     """The height its words need; the button is at least ``min_height``."""
     bg_color = ColorProperty(PALETTE.secondary_bg)
     ink = ColorProperty(PALETTE.secondary_ink)
-    min_height = NumericProperty(dp(SIZES.target))
+    floor_height = NumericProperty(dp(SIZES.target))
+    """The least height for this kind of button (set by the kv rule)."""
+    min_height = NumericProperty(0)
+    """Raised by a grid so that a row of buttons is equally tall."""
     report = ObjectProperty(None, allownone=True)
     """Called with (action, value) on release."""
 
@@ -143,7 +146,7 @@ class BigButton(ButtonBehavior, BoxLayout):
 
     def _fit_width(self, *_: object) -> None:
         caption = self.ids.caption
-        self.width = max(self.min_height, caption.texture_size[0] + self.padding[0] + self.padding[2])
+        self.width = max(self.floor_height, caption.texture_size[0] + self.padding[0] + self.padding[2])
 
     def on_release(self) -> None:
         """Report the press (the screen host wires ``report``)."""
@@ -242,44 +245,59 @@ class FitColumn(BoxLayout):
         self.height = total + self.padding[1] + self.padding[3] if n else 0
 
 
-class DigitPad(GridLayout):
-    """An on-screen 12-key pad: 1-9, then clear, 0, enter (those two are the screen's
-    own buttons, placed in ``slots`` by the screen host)."""
+class EqualGrid(GridLayout):
+    """A grid of buttons that are all as tall as the tallest, so the rows line up."""
+
+    base_height = NumericProperty(0)
+    """The smallest height of every button (0: each button's own minimum)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self.slots: dict[str, BoxLayout] = {}
-        for label in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "enter"):
-            if label.isdigit():
-                key = BigButton(action="digit", value=label, text=label, kind="key")
-                key.bind(natural_height=self._equalize)
-                self.add_widget(key)
-            else:
-                slot = FitRow()
-                slot.in_pad = True
-                slot.bind(children=self._slot_changed)
-                self.slots[label] = slot
-                self.add_widget(slot)
+        self.bind(children=self._watch)
 
     def keys(self) -> list[BigButton]:
-        """Every button on the pad, the screen's own included."""
+        """Every button in the grid, including those inside slot boxes."""
         out = []
         for child in self.children:
             out.extend(c for c in ([child] if isinstance(child, BigButton) else child.children) if isinstance(c, BigButton))
         return out
 
-    def _slot_changed(self, slot: FitRow, children: list[Widget]) -> None:
-        for child in children:
-            child.unbind(natural_height=self._equalize)
-            child.bind(natural_height=self._equalize)
+    def _watch(self, *_: object) -> None:
+        for child in self.children:
+            for w in [child, *child.children]:
+                if isinstance(w, BigButton):
+                    w.unbind(natural_height=self._equalize)
+                    w.bind(natural_height=self._equalize)
+                elif isinstance(w, FitRow):
+                    w.unbind(children=self._watch)
+                    w.bind(children=self._watch)
         self._equalize()
 
     def _equalize(self, *_: object) -> None:
-        # One row height for the whole pad, so the keys line up like a real keypad.
         keys = self.keys()
-        tallest = max([dp(SIZES.keypad_target), *(k.natural_height for k in keys)])
+        if not keys:
+            return
+        tallest = max([self.base_height, *(max(k.natural_height, k.floor_height) for k in keys)])
         for key in keys:
             key.min_height = tallest
+
+
+class DigitPad(EqualGrid):
+    """An on-screen 12-key pad: 1-9, then clear, 0, enter (those two are the screen's
+    own buttons, placed in ``slots`` by the screen host)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.base_height = dp(SIZES.keypad_target)
+        self.slots: dict[str, BoxLayout] = {}
+        for label in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "enter"):
+            if label.isdigit():
+                self.add_widget(BigButton(action="digit", value=label, text=label, kind="key"))
+            else:
+                slot = FitRow()
+                slot.in_pad = True
+                self.slots[label] = slot
+                self.add_widget(slot)
 
 
 def load_kv() -> None:
@@ -295,6 +313,7 @@ __all__ = [
     "DigitBoxes",
     "DigitCell",
     "DigitPad",
+    "EqualGrid",
     "FitColumn",
     "FitRow",
     "Hideable",

@@ -101,7 +101,7 @@ async def test_face_to_cash_payment_with_change_and_credit(services, db) -> None
                  show="cash"),
             Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000),
                  say=["cash_received_in_full"], state="settling"),
-            Step(CashEvent(CashEventKind.CHANGE_PAID, value_fen=7650), say=["cash_dispensing"]),
+            Step(CashEvent(CashEventKind.DISPENSING, value_fen=7650), say=["cash_dispensing"]),
         ],
         services.spawner,
     )

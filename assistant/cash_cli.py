@@ -1,0 +1,215 @@
+"""``python main.py cash ...``: cash unit levels and cassette exchange.
+
+Sub-commands live in :data:`SUBCOMMANDS` (name -> help, registrar); a registrar adds its
+arguments and sets ``func(args, config) -> int``. Planning tools (``plan``,
+``simulate-history``) plug in the same way.
+
+With ``[cash] simulate = true`` the commands start the simulator (its state file keeps
+the cassette counts between runs) and also perform the bank staff's physical part of
+an exchange on it (taking the cassette out, loading the declared counts), so the whole
+procedure can be rehearsed without hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.cassette import CassetteExchange, ExchangeReport, report_from_row
+from assistant.config import Config
+from assistant.errors import CassetteError
+from assistant.staff import StaffLocked, StaffVerificationFailed
+from assistant.storage import Database
+from devices.cash import CashConfig, CashUnits, Unit, create_cash_units
+
+Registrar = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class _StorageSection:
+    """The ``[storage]`` keys this command reads."""
+
+    path: str = "var/kiosk.db"
+
+
+def _fen(v: int) -> str:
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    return f"{sign}{v // 100}.{v % 100:02d}"
+
+
+def _counts(text: str) -> dict[int, int]:
+    """``10000=20,5000=10`` -> {10000: 20, 5000: 10}."""
+    out: dict[int, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        value, sep, count = part.partition("=")
+        if not sep or not value.isdigit() or not count.lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(f"{part!r} is not FEN=COUNT")
+        out[int(value)] = int(count)
+    return out
+
+
+def _db_path(args: argparse.Namespace, config: Config) -> Path:
+    if args.db:
+        return Path(args.db)
+    return config.resolve(config.section("storage", _StorageSection).path)
+
+
+async def _with_units(args: argparse.Namespace, config: Config,
+                      work: Callable[[Database, CashUnits], Awaitable[int]]) -> int:
+    cfg = config.section("cash", CashConfig)
+    units = create_cash_units(cfg, config.data_dir)
+    try:
+        await units.notes.open()
+        await units.coins.open()
+        async with Database(_db_path(args, config)) as db:
+            return await work(db, units)
+    finally:
+        await units.aclose()
+
+
+# ----------------------------------------------------------------------------- levels
+
+
+def _register_levels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="database file (default: [storage] path)")
+    p.set_defaults(func=lambda args, config: asyncio.run(_levels(args, config)))
+
+
+async def _levels(args: argparse.Namespace, config: Config) -> int:
+    async def work(db: Database, units: CashUnits) -> int:
+        books: dict[str, dict[int, int]] = {}
+        for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
+            books.setdefault(r[0], {})[int(r[1])] = int(r[2])
+        differ = 0
+        for dev in (units.notes, units.coins):
+            info = dev.info if hasattr(dev, "info") else None
+            print(f"{dev.unit}" + (f" ({info.model}, firmware {info.firmware})" if info else ""))
+            levels = await dev.levels()
+            total = 0
+            for value in sorted(levels, reverse=True):
+                n = levels[value]
+                b = books.get(str(dev.unit), {}).get(value)
+                mark = "" if b is None or b == n else f"   books {b}  DIFFERENCE {n - b:+d}"
+                differ += bool(mark)
+                total += value * n
+                print(f"  {_fen(value):>8} x {n:4d}{mark}")
+            print(f"  total {_fen(total)}")
+        cashbox = books.get(str(Unit.CASHBOX), {})
+        if any(cashbox.values()):
+            print("cashbox (books)")
+            for value in sorted(cashbox, reverse=True):
+                if cashbox[value]:
+                    print(f"  {_fen(value):>8} x {cashbox[value]:4d}")
+        return 3 if differ else 0
+
+    return await _with_units(args, config, work)
+
+
+# ----------------------------------------------------------------------------- exchange
+
+
+def _register_exchange(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="exchange_command", required=True)
+    for name, help_text in (("start", "lock a unit and record the counts out"),
+                            ("end", "record the counts in and unlock"),
+                            ("status", "open and recent exchanges")):
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("--db", help="database file (default: [storage] path)")
+        if name == "status":
+            q.set_defaults(func=lambda args, config: asyncio.run(_status(args, config)))
+            continue
+        q.add_argument("--unit", required=True, choices=[str(u) for u in Unit])
+        q.add_argument("--bank", required=True, help="bank staff number")
+        q.add_argument("--hall", required=True, help="hall staff number (witness)")
+        q.add_argument("--bank-pin", help="bank staff PIN (asked for if missing)")
+        q.add_argument("--hall-pin", help="hall staff PIN (asked for if missing)")
+        if name == "start":
+            q.add_argument("--counted", type=_counts, help="hand count FEN=COUNT,... (required for the cashbox)")
+        else:
+            q.add_argument("--counts", type=_counts, required=True, help="loaded FEN=COUNT,...")
+        q.set_defaults(func=lambda args, config, _n=name: asyncio.run(_exchange(args, config, _n)))
+
+
+def _pins(args: argparse.Namespace) -> tuple[tuple[str, str], tuple[str, str]]:
+    bank_pin = args.bank_pin or getpass.getpass(f"PIN of bank staff {args.bank}: ")
+    hall_pin = args.hall_pin or getpass.getpass(f"PIN of hall staff {args.hall}: ")
+    return (args.bank, bank_pin), (args.hall, hall_pin)
+
+
+def _print_counts(title: str, counts: Mapping[int, int] | None) -> None:
+    if counts is None:
+        return
+    body = ", ".join(f"{_fen(v)} x {n}" for v, n in sorted(counts.items(), reverse=True) if n) or "nothing"
+    print(f"  {title:<16} {body}")
+
+
+def _print_report(r: ExchangeReport) -> int:
+    print(f"exchange {r.exchange_id} of {r.unit}: {r.state}")
+    _print_counts("books expected", r.expected_out)
+    _print_counts("found", r.counted_out)
+    if r.difference_out:
+        _print_counts("DIFFERENCE out", r.difference_out)
+        print(f"  {'value':<16} {_fen(r.difference_out_fen)}")
+    _print_counts("loaded", r.counts_in)
+    _print_counts("unit reports", r.device_in)
+    if r.difference_in:
+        _print_counts("DIFFERENCE in", r.difference_in)
+    return 3 if (r.difference_out or r.difference_in) else 0
+
+
+async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
+    bank, hall = _pins(args)
+    unit = Unit(args.unit)
+
+    async def work(db: Database, units: CashUnits) -> int:
+        devices: dict[Unit, Any] = {Unit.NOTES: units.notes, Unit.COINS: units.coins}
+        exchange = CassetteExchange(db, devices)
+        sim = units.simulator
+        try:
+            if what == "start":
+                report = await exchange.start(unit, bank, hall, args.counted)
+                if sim is not None:  # rehearsal: the bank staff take the cassette away
+                    if unit == Unit.CASHBOX:
+                        sim.empty_cashbox()
+                    else:
+                        sim.load_cassette(str(unit), {})
+            else:
+                if sim is not None and unit != Unit.CASHBOX:  # rehearsal: they load it
+                    sim.load_cassette(str(unit), args.counts)
+                report = await exchange.end(unit, bank, hall, args.counts)
+        except (CassetteError, StaffVerificationFailed, StaffLocked) as exc:
+            print(f"refused: {exc}")
+            return 2
+        return _print_report(report)
+
+    return await _with_units(args, config, work)
+
+
+async def _status(args: argparse.Namespace, config: Config) -> int:
+    async with Database(_db_path(args, config)) as db:
+        rows = await db.fetchall("SELECT * FROM cash_exchange ORDER BY id DESC LIMIT 10")
+    for row in rows:
+        _print_report(report_from_row(row))
+    if not rows:
+        print("no cassette exchanges recorded")
+    return 0
+
+
+SUBCOMMANDS: dict[str, tuple[str, Registrar]] = {
+    "levels": ("what each unit holds, next to the books", _register_levels),
+    "exchange": ("cassette exchange under dual control (bank + hall staff)", _register_exchange),
+}
+"""Sub-commands of ``main.py cash``: name -> (help, registrar)."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``cash`` sub-commands (see :data:`SUBCOMMANDS`)."""
+    sub = parser.add_subparsers(dest="cash_command", metavar="SUBCOMMAND", required=True)
+    for name, (help_text, registrar) in SUBCOMMANDS.items():
+        registrar(sub.add_parser(name, help=help_text, description=help_text))

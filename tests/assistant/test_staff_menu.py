@@ -1,0 +1,127 @@
+"""The staff menu through the dialog: verification, pack reload, out of service, and a
+cassette exchange under dual control against the real simulator and serial driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant import audit
+from assistant.billing import LedgerBilling
+from assistant.cassette import CassetteExchange
+from assistant.customers import CustomerDirectory
+from assistant.dialog import Dialog, DialogServices
+from assistant.messages import ActionChosen, FaceOutcome, FaceSeen, Key, KeyPressed, StaffCommand
+from assistant.seed import seed
+from assistant.staff import StaffDirectory
+from tests.cashkit import Harness, make_sim
+from tests.dialog_script import Step, run_dialog
+
+
+def keys(text: str) -> list[Step]:
+    return [Step(KeyPressed(Key(c))) for c in text]
+
+
+async def staff_faces(db) -> dict[str, int]:
+    """Give the seeded hall (H001) and bank (B001) staff a face enrolment (a login user)."""
+    customers = CustomerDirectory(db)
+    users = {}
+    for no, phone in (("H001", "13000000001"), ("B001", "13000000002")):
+        uid = await customers.link(phone=phone, name=f"staff {no}", accounts=[])
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE staff SET user_id = ? WHERE staff_no = ?", (uid, no))
+        users[no] = uid
+    return users
+
+
+@pytest.fixture
+async def base(db, tmp_path, packs, understanding):
+    await seed(db, tmp_path)
+    users = await staff_faces(db)
+    services = DialogServices(
+        billing=LedgerBilling(db), customers=CustomerDirectory(db), understanding=understanding,
+        staff=StaffDirectory(db), reload_locales=packs.reload, hall_phone="95598",
+    )
+    return services, users
+
+
+async def test_staff_menu_reloads_the_packs_and_takes_the_kiosk_out_of_service(base, db) -> None:
+    services, users = base
+    dialog = Dialog(services)
+    await run_dialog(dialog, [
+        Step(ActionChosen("services"), say=["staff_verify"], state="enrol_staff"),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["H001"]), say=["staff_pin"]),
+        *keys("246810"),
+        Step(KeyPressed(Key.ENTER), say=["staff_verified", "staff_menu"], show="staff_menu", state="staff_menu"),
+        Step(ActionChosen("reload_locales"), say=["locales_reloaded", "staff_menu"]),
+        Step(ActionChosen("out_of_service"), say=["out_of_service_set", "staff_menu"]),
+        Step(ActionChosen("cancel"), say=["goodbye"], state="idle"),
+        # a customer walks up: nothing starts while the kiosk is out of service
+        Step(FaceSeen(FaceOutcome.UNKNOWN), say=[], state="idle"),
+        Step(KeyPressed(Key.CONFIRM), say=["error_out_of_service"], state="idle"),
+    ])
+    assert services.out_of_service
+    assert [e.detail["purpose"] for e in await audit.entries(db, "staff_verified")] == ["menu"]
+
+
+async def test_bank_staff_cannot_enrol_customers(base, db) -> None:
+    from assistant.enrolment import Enrolments
+
+    services, users = base
+    services.enrolments = Enrolments(db, services.billing, services.customers)
+    dialog = Dialog(services)
+    await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["B001"]), say=["staff_pin"]),
+        *keys("135790"),
+        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"], state="enrol_pin"),
+    ])
+
+
+async def test_cassette_exchange_under_dual_control(base, db, tmp_path: Path) -> None:
+    services, users = base
+    sim = make_sim(tmp_path, notes={2000: 30, 5000: 10}, coins={100: 20})
+    try:
+        async with Harness(db, sim) as h:
+            services.cash = h.service
+            services.cassettes = CassetteExchange(db, h.service.units, services.staff)
+            dialog = Dialog(services)
+            t = await run_dialog(dialog, [
+                Step(StaffCommand("staff_menu")),
+                Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["H001"])),
+                *keys("246810"),
+                Step(KeyPressed(Key.ENTER), state="staff_menu"),
+                Step(ActionChosen("cash_exchange"), say=["cassette_bank_verify"], state="enrol_staff"),
+                # the same hall person cannot be the second one
+                Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["H001"]), say=["staff_pin"]),
+                *keys("246810"),
+                Step(KeyPressed(Key.ENTER), say=["cassette_same_person", "cassette_bank_verify"]),
+                Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["B001"]), say=["staff_pin"]),
+                *keys("135790"),
+                Step(KeyPressed(Key.ENTER), say=["cassette_choose_unit"], state="cassette_unit"),
+                Step(ActionChosen("unit_notes"), show="cassette", state="cassette_count"),
+            ])
+            said = t.said(len(t.steps) - 1)
+            assert said[0] == "cassette_remove" and said[-1] == "cassette_enter_count"
+            rows = dialog.session.cassette_rows
+            assert [r["denomination"].fen for r in rows] == [10000, 5000, 2000, 1000, 500, 100]
+            assert {r["denomination"].fen: r["count_out"].value for r in rows}[2000] == 30
+            # the bank loads 40 x 20 and 12 x 50; staff type what they loaded, row by row
+            sim.load_cassette("notes", {2000: 40, 5000: 12})
+            typed = {10000: "0", 5000: "12", 2000: "40", 1000: "0", 500: "0", 100: "0"}
+            steps = []
+            for r in rows:
+                steps += [*keys(typed[r["denomination"].fen]), Step(KeyPressed(Key.ENTER))]
+            t2 = await run_dialog(dialog, steps, start=False)
+            assert "cassette_done" in t2.said() and "cassette_mismatch" not in t2.said()
+            assert dialog.state == "staff_menu"
+            row = await db.fetchone("SELECT state, counts_in FROM cash_exchange")
+            assert row["state"] == "closed"
+            assert h.service.change_available()[2000] == 40
+            actions = [e.action for e in await audit.entries(db)]
+            assert "cassette_exchange_start" in actions and "cassette_exchange_end" in actions
+            assert await audit.verify(db) is None
+            assert not dialog.session.staff_pin  # PINs are not kept after the exchange
+    finally:
+        sim.stop()
