@@ -4,7 +4,7 @@ VENV_OK  := .venv/.installed
 MODELS_OK:= var/models/.installed
 XVFB     := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: setup models demo test run lint clean-var
+.PHONY: setup models demo test run lint clean-var ui-audit
 
 setup: $(VENV_OK) $(MODELS_OK)
 
@@ -24,6 +24,10 @@ demo: setup
 test: setup
 	$(PY) main.py locales check
 	KIOSK_REQUIRE_MODELS=1 $(XVFB) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(XVFB) $(PY) main.py ui audit --out var/ui-audit
+
+ui-audit: $(VENV_OK)
+	$(XVFB) $(PY) main.py ui audit --out var/ui-audit
 
 run: setup
 	$(PY) main.py run

@@ -521,6 +521,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 Action.CREDIT_EXCESS: (Intent.CREDIT_EXCESS, {}),
                 Action.MORE_TIME: (Intent.MORE_TIME, {}),
                 Action.DONE: (Intent.CONFIRM, {}),
+                Action.SKIP: (Intent.SKIP, {}),
                 Action.DIGIT: ("digit", {"digit": event.value}),
                 Action.CLEAR: ("clear", {}),
                 Action.ENTER: ("enter", {}),

@@ -8,11 +8,13 @@ free of logic and the headless kiosk shows exactly what the window would.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from assistant.messages import Show
+from assistant.errors import LocaleError
+from assistant.messages import Amount, Show
 from assistant.prompts import Label, Prompt
 from assistant.screens import Action, Button, Screen, ScreenModel
 
@@ -59,6 +61,11 @@ TITLES: dict[Screen, Label] = {
     Screen.FAULT: Label.TITLE_FAULT,
     Screen.STILL_THERE: Label.TITLE_STILL_THERE,
     Screen.SETTINGS: Label.TITLE_SETTINGS,
+    Screen.CARD_SCAN: Label.TITLE_CARD_SCAN,
+    Screen.ENROL_STAFF: Label.TITLE_ENROL_STAFF,
+    Screen.ENROL_CUSTOMER: Label.TITLE_ENROL_CUSTOMER,
+    Screen.CASSETTE: Label.TITLE_CASSETTE,
+    Screen.STAFF_MENU: Label.TITLE_STAFF_MENU,
 }
 
 # Field name -> the heading shown beside it.
@@ -80,6 +87,43 @@ FIELD_LABELS: dict[str, Label] = {
     "text_size": Label.HDR_TEXT_SIZE,
     "rate": Label.HDR_SPEECH_RATE,
     "volume": Label.HDR_VOLUME,
+    "phone": Label.HDR_PHONE,
+    "digits": Label.HDR_ACCOUNT,
+    "detail": Label.HDR_STATE,
+    "unit": Label.HDR_DEVICE,
+    "denomination": Label.HDR_DENOMINATION,
+    "count_out": Label.HDR_COUNT_OUT,
+    "count_in": Label.HDR_COUNT_IN,
+    "seconds": Label.UNIT_SECONDS,
+}
+
+# Headings that differ on one screen (or one step of it) from FIELD_LABELS.
+SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
+    (Screen.CASH, ""): {"due": Label.HDR_TOTAL},
+    (Screen.CHOOSE_METHOD, ""): {"amount": Label.HDR_TOTAL},
+    (Screen.CONFIRM, ""): {"amount": Label.HDR_TOTAL},
+    (Screen.CARD_SCAN, Prompt.CARD_READBACK): {"digits": Label.HDR_CARD},
+    (Screen.ENROL_CUSTOMER, Prompt.ENROL_ASK_PHONE): {"digits": Label.HDR_PHONE},
+    (Screen.CASSETTE, ""): {"digits": Label.HDR_COUNT_IN},
+    # A PIN has no heading: nothing on screen says what the digits are for.
+    (Screen.ENROL_STAFF, Prompt.STAFF_VERIFY): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_PIN): {"digits": None},
+}
+
+# Fields that are structure for the screen rather than display strings (booleans too).
+EXTRA_KEYS = frozenset({"packs", "staff_present", "length", "rows", "active_row"})
+
+# Prompt-valued fields shown as text with the screen's other fields as their slots. A
+# prompt whose slots the screen does not have is left to the caption (what is said).
+RENDERED_KEYS = ("question", "step", "guidance")
+_UNFILLED = re.compile(r"\{\w+\}")
+
+# On-screen texts a screen shows besides its fields, by key.
+SCREEN_TEXTS: dict[Screen, tuple[tuple[str, Label], ...]] = {
+    Screen.WELCOME: (("hint", Label.HINT_WELCOME), ("keys", Label.HINT_KEYS)),
+    Screen.ACCOUNT_ENTRY: (("hint", Label.HINT_DIGITS),),
+    Screen.ENROL_CUSTOMER: (("hint", Label.HINT_DIGITS),),
+    Screen.CASSETTE: (("hint", Label.HINT_DIGITS),),
 }
 
 # Buttons per screen: (action, label, primary). The repeat and language buttons are
@@ -137,13 +181,127 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.MORE_TIME, Label.BTN_MORE_TIME, True),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
+    Screen.CARD_SCAN: (
+        (Action.SKIP, Label.BTN_SKIP, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    Screen.ENROL_STAFF: ((Action.CANCEL, Label.BTN_CANCEL, False),),
+    Screen.ENROL_CUSTOMER: ((Action.CANCEL, Label.BTN_CANCEL, False),),
+    Screen.CASSETTE: (
+        (Action.ENTER, Label.BTN_ENTER, True),
+        (Action.CLEAR, Label.BTN_CLEAR, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    Screen.STAFF_MENU: (
+        (Action.START_ENROLMENT, Label.BTN_START_ENROLMENT, False),
+        (Action.CLEAR_FAULT, Label.BTN_CLEAR_FAULT, False),
+        (Action.CASH_EXCHANGE, Label.BTN_CASH_EXCHANGE, False),
+        (Action.RELOAD_LOCALES, Label.BTN_RELOAD_LOCALES, False),
+        (Action.OUT_OF_SERVICE, Label.BTN_OUT_OF_SERVICE, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
 }
+
+_DIGIT_ENTRY = (
+    (Action.ENTER, Label.BTN_ENTER, True),
+    (Action.CLEAR, Label.BTN_CLEAR, False),
+    (Action.CANCEL, Label.BTN_CANCEL, False),
+)
+
+# Variants of a screen's buttons, chosen by what it shows (see ``layout_for``): the key is
+# ``screen/variant`` where the variant is the ``step`` prompt or a named case.
+VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
+    # Nothing owed: the one key finishes instead of offering to pay.
+    "identified/paid_up": ((Action.DONE, Label.BTN_DONE, True),),
+    # A card or e-wallet payment in progress: nothing to press but repeat.
+    "result/pending": (),
+    "card_scan/card_readback": (
+        (Action.CONFIRM, Label.BTN_CONFIRM, True),
+        (Action.DENY, Label.BTN_RESCAN, False),
+        (Action.SKIP, Label.BTN_SKIP, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_staff/staff_pin": _DIGIT_ENTRY,
+    "enrol_customer/consent_script": (
+        (Action.CONFIRM, Label.BTN_AGREE, True),
+        (Action.DENY, Label.BTN_DISAGREE, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_customer/enrol_ask_phone": _DIGIT_ENTRY,
+    "enrol_customer/enrol_ask_account": _DIGIT_ENTRY,
+    "enrol_customer/enrol_ask_more_accounts": (
+        (Action.CONFIRM, Label.BTN_YES, True),
+        (Action.DENY, Label.BTN_NO, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "enrol_customer/enrol_face_capture": (
+        (Action.SKIP, Label.BTN_SKIP, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    "staff_menu/cassette_choose_unit": (
+        (Action.UNIT_NOTES, Label.BTN_NOTES_UNIT, False),
+        (Action.UNIT_COINS, Label.BTN_COINS_UNIT, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+    # Out of service: the same button brings the kiosk back.
+    "staff_menu/out_of_service": (
+        (Action.START_ENROLMENT, Label.BTN_START_ENROLMENT, False),
+        (Action.CLEAR_FAULT, Label.BTN_CLEAR_FAULT, False),
+        (Action.CASH_EXCHANGE, Label.BTN_CASH_EXCHANGE, False),
+        (Action.RELOAD_LOCALES, Label.BTN_RELOAD_LOCALES, False),
+        (Action.OUT_OF_SERVICE, Label.BTN_BACK_IN_SERVICE, False),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
+}
+
+
+def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
+    """Which variant of ``screen`` the fields call for ('' for the plain screen)."""
+    if screen is Screen.IDENTIFIED:
+        arrears = fields.get("arrears")
+        if isinstance(arrears, Amount) and arrears.fen <= 0:
+            return "paid_up"
+    if screen is Screen.RESULT and fields.get("pending"):
+        return "pending"
+    if screen is Screen.STAFF_MENU and fields.get("out_of_service") and not fields.get("step"):
+        return "out_of_service"
+    step = fields.get("step")
+    return str(step) if step else ""
+
+
+def layout_for(screen: Screen, fields: Mapping[str, Any]) -> tuple[tuple[Action, Label, bool], ...]:
+    """The buttons for ``screen`` given its fields: its LAYOUT, or a variant of it."""
+    key = f"{screen.value}/{variant_of(screen, fields)}"
+    if key in VARIANT_LAYOUT:
+        return VARIANT_LAYOUT[key]
+    return LAYOUT.get(screen, ())
+
+
+def title_for(screen: Screen, fields: Mapping[str, Any]) -> Label | None:
+    """The heading: a result still in progress, or with nothing paid, does not say "paid"."""
+    if screen is Screen.RESULT:
+        paid = fields.get("paid")
+        if fields.get("pending"):
+            return Label.TITLE_PAYING
+        if isinstance(paid, Amount) and paid.fen <= 0:
+            return Label.TITLE_NOT_PAID
+    return TITLES.get(screen)
 
 METHOD_LABEL_PROMPTS = {
     Action.METHOD_CASH: Prompt.METHOD_CASH,
     Action.METHOD_CARD: Prompt.METHOD_CARD,
     Action.METHOD_EWALLET: Prompt.METHOD_EWALLET,
 }
+
+
+def _with_method(pack: Pack, label: Label, text: str, method: str) -> str:
+    """一键交费 with the default method: the label's own {method} slot, or appended."""
+    if "{method}" in text:
+        try:
+            return pack.label(label, {"method": method})  # type: ignore[call-arg]
+        except TypeError:  # a pack whose labels take no slots
+            return text.replace("{method}", method)
+    return f"{text} · {method}"
 
 
 class Presenter:
@@ -169,33 +327,66 @@ class Presenter:
         fields: dict[str, str] = {}
         labels: dict[str, str] = {}
         extra: dict[str, Any] = {}
+        step = str(show.fields.get("step", ""))
+        heading = {**FIELD_LABELS, **SCREEN_FIELD_LABELS.get((screen, step), {})}
         for key, value in show.fields.items():
-            if key in ("packs", "staff_present", "length"):
+            if key in EXTRA_KEYS or isinstance(value, bool):
+                if key == "rows":
+                    # A table: each cell as screen text, each column with its heading.
+                    value = tuple(
+                        MappingProxyType({k: display_value(v, pack) for k, v in row.items()}) for row in value
+                    )
+                    for column in {k for row in value for k in row}:
+                        if heading.get(column) is not None:
+                            labels[column] = pack.label(heading[column])
                 extra[key] = value
                 continue
-            if key == "question" and isinstance(value, str):
-                fields[key] = pack.render(value, show.fields).display
+            if key in RENDERED_KEYS and isinstance(value, str):
+                try:
+                    text = pack.render(value, show.fields).display
+                except LocaleError:
+                    continue  # its slots are not on the screen: the caption carries it
+                if not _UNFILLED.search(text):
+                    fields[key] = text
                 continue
             if key == "change_available":
+                # Denominations in fen: one chip of money each, and a warning when none.
                 extra[key] = tuple(value)
+                extra["change_chips"] = tuple(display_value(Amount(int(v)), pack) for v in value)
+                if not value:
+                    labels["hint"] = pack.label(Label.HINT_NO_CHANGE)
+                fields[key] = " ".join(extra["change_chips"])
+                labels[key] = pack.label(heading[key])
+                continue
             fields[key] = display_value(value, pack)
-            if key in FIELD_LABELS:
-                labels[key] = pack.label(FIELD_LABELS[key])
+            if heading.get(key) is not None:
+                labels[key] = pack.label(heading[key])
+        for key, label_id in SCREEN_TEXTS.get(screen, ()):
+            labels.setdefault(key, pack.label(label_id))
+        if screen is Screen.STAFF_MENU and show.fields.get("out_of_service"):
+            labels["hint"] = pack.render(Prompt.OUT_OF_SERVICE_SET, {}).display
+        if screen is Screen.HELP:
+            # Whether someone is coming, in large type (the same words that are spoken).
+            called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF
+            labels["hint"] = pack.render(called, {"phone": show.fields.get("hall_phone", "")}).display
         buttons: list[Button] = []
-        for action, label, primary in LAYOUT.get(screen, ()):
+        for action, label, primary in layout_for(screen, show.fields):
             text = pack.label(label)
             if action in METHOD_LABEL_PROMPTS:
                 text = pack.render(METHOD_LABEL_PROMPTS[action], {}).display
             if action is Action.ONE_KEY_PAY and "method" in show.fields:
                 method = pack.render(show.fields["method"], {}).display
-                text = f"{text} · {method}"
+                text = _with_method(pack, label, text, method)
             buttons.append(Button(action, text, primary))
         buttons.append(Button(Action.REPEAT, pack.label(Label.BTN_REPEAT)))
         for pid in packs:
             if pid != pack.id:
                 other = self.pack_lookup(pid)
                 buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid))
-        title = pack.label(TITLES[screen]) if screen in TITLES else ""
+        if any(b.primary for b in buttons):
+            labels["key_confirm"] = pack.label(Label.KEY_CONFIRM)
+        title_id = title_for(screen, show.fields)
+        title = pack.label(title_id) if title_id else ""
         return ScreenModel(
             screen=screen,
             title=title,

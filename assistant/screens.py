@@ -34,13 +34,39 @@ class Screen(StrEnum):
     CASH = "cash"
     """Inserted so far, still due, what change can be given."""
     RESULT = "result"
-    """Paid, change, credited remainder, receipt reference."""
+    """Paid, change, credited remainder, receipt reference.
+
+    ``pending`` True (a card or e-wallet payment in progress, only ``paid`` known):
+    titled as in progress, no buttons but repeat. ``paid`` zero (cancelled, money
+    credited): titled as not paid.
+    """
     CARD_SCAN = "card_scan"
-    """Bank card scan with live guidance, then digit read-back."""
+    """Bank card scan with live guidance, then digit read-back.
+
+    Fields: ``step`` (the ``Prompt`` being spoken: ``enrol_ask_card``, ``card_scan``,
+    a guidance prompt such as ``card_cut_off``, or ``card_readback``; shown large);
+    with ``card_readback`` also ``digits`` (``SecretDigits``, the number in groups of
+    four for the customer to check) and ``issuer`` (str), which switch the buttons to
+    confirm / rescan. Optional: ``amount`` (``Amount``) when paying by card.
+    """
     ENROL_STAFF = "enrol_staff"
-    """Staff view of an enrolment step."""
+    """Staff view of an enrolment step: verifying the staff member.
+
+    Fields: ``step`` (``Prompt`` ``staff_verify`` while the camera looks for the
+    staff member's face, ``staff_pin`` for the PIN), ``digits`` (``Digits``: the PIN
+    as typed, already masked as ``*``), ``secret`` (True: never show the digits).
+    With ``staff_pin`` the on-screen keypad, enter and clear are shown.
+    """
     ENROL_CUSTOMER = "enrol_customer"
-    """Customer view of an enrolment step (consent script, capture...)."""
+    """Customer view of an enrolment step; ``step`` (a ``Prompt``) is shown large and
+    picks the buttons.
+
+    ``consent_script``: agree / disagree. ``enrol_ask_phone`` and
+    ``enrol_ask_account``: ``digits`` (``Digits`` typed so far) with the keypad, enter,
+    clear (and skip for a further account). ``enrol_ask_more_accounts``: yes / no,
+    ``accounts`` (``Count`` linked so far). ``enrol_face_capture``: ``count`` and
+    ``total`` (``Count`` frames captured / needed), skip.
+    """
     HELP = "help"
     """Waiting for staff; hall phone number."""
     FAULT = "fault"
@@ -48,7 +74,12 @@ class Screen(StrEnum):
     STILL_THERE = "still_there"
     """Timeout warning: need more time?"""
     SETTINGS = "settings"
-    """Text size, speech speed, volume, repeat."""
+    """Text size, speech speed, volume, repeat.
+
+    Fields: ``text_size`` (``Count``, percent: 100, 125, 150), ``rate`` and ``volume``
+    (``Count``, steps from the default: -2..+2). Buttons: done (primary), bigger /
+    smaller text, slower / faster, louder / softer, repeat.
+    """
     STAFF_MENU = "staff_menu"
     """Verified staff: start enrolment, clear fault, cassette exchange, reload packs, out of service.
 
@@ -57,7 +88,15 @@ class Screen(StrEnum):
     buttons are the note and coin units.
     """
     CASSETTE = "cassette"
-    """Bank staff: cassette exchange counts."""
+    """Bank staff: cassette exchange counts under dual control.
+
+    Fields: ``unit`` (``Label`` ``device_notes`` or ``device_coins``), ``digits``
+    (``Digits``: the count being typed for the active row). Extra: ``rows``, one
+    mapping per denomination with ``denomination`` (``Amount``), ``count_out``
+    (``Count`` removed, from the kiosk's records) and ``count_in`` (``Count`` put
+    in, or ``""`` until typed); ``active_row`` (int: the row being typed). The
+    keypad, enter and clear are shown.
+    """
 
 
 class Action(StrEnum):
@@ -126,7 +165,9 @@ class ScreenModel:
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Named display strings (``amount``, ``account``, ``name``...)."""
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    """Headings for the fields, same keys as ``fields``."""
+    """Headings for the fields, same keys as ``fields``; plus the screen's other texts:
+    ``hint`` (an instruction line), ``keys`` (how the keypad works), ``key_confirm``
+    (badge on the primary button: the big key presses it), ``seconds`` (the unit)."""
     buttons: tuple[Button, ...] = ()
     """Buttons, primary first."""
     caption: str = ""
