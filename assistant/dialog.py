@@ -454,9 +454,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
 
         # A key, a touch or a phrase: the customer is acting.
+        intent, slots, confidence = self._interpret(event)
+        if intent == "activity":
+            # Moving the keypad focus: the customer is acting, so the wait starts again;
+            # the focused button's caption is spoken by the window itself.
+            self._touch()
+            return
         if isinstance(event, (KeyPressed, ActionChosen, Utterance)):
             self._out.append(StopSpeaking())
-        intent, slots, confidence = self._interpret(event)
         if intent is None:
             if isinstance(event, Utterance) and self.state is not State.IDLE:
                 self._touch()
@@ -505,6 +510,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 Action.TEXT_BIGGER: (Intent.BIGGER_TEXT, {}),
                 Action.TEXT_SMALLER: (Intent.SMALLER_TEXT, {}),
                 Action.SETTINGS: (Intent.SETTINGS, {}),
+                Action.FOCUS: ("activity", {}),
                 Action.STAFF_MENU: (Intent.STAFF_MENU, {}),
                 Action.START_ENROLMENT: (Intent.START_ENROLMENT, {}),
                 Action.CLEAR_FAULT: (Intent.CLEAR_FAULT, {}),
@@ -949,6 +955,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._listen(Intent.PAY, Intent.CANCEL)
 
     async def _in_choose_method(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        if intent in (Intent.CONFIRM, "enter"):
+            # The big key presses the screen's primary button: cash, as in the window.
+            await self._start_payment("cash", self.session.amount_fen)
+            return
         method = slots.get("method")
         if intent == Intent.PAY and method:
             if conf < self.config.confirm_confidence:

@@ -175,9 +175,13 @@ class EnrolmentSteps:
         s = self.session
         s.digits = ""
         self._say(prompt)
-        self._show(Screen.ENROL_CUSTOMER, step=prompt, digits=Digits(""))
+        self._show(Screen.ENROL_CUSTOMER, step=prompt, digits=Digits(""), length=self._digits_length(prompt))
         self._enter(State(state))
-        self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL, Intent.SKIP)
+        self._listen(Intent.ACCOUNT_NUMBER, Intent.PHONE_NUMBER, Intent.CANCEL, Intent.SKIP)
+
+    def _digits_length(self: Dialog, prompt: str) -> int:
+        """How many digits the number asked for has (the screen draws that many boxes)."""
+        return PHONE_DIGITS if prompt == Prompt.ENROL_ASK_PHONE else self.config.account_digits
 
     async def _collect_digits(self: Dialog, intent: str, slots: dict[str, Any], step: str, limit: int) -> bool:
         """Keys and spoken digits for a number; True when the number was submitted."""
@@ -186,13 +190,13 @@ class EnrolmentSteps:
             if len(s.digits) < limit:
                 s.digits += str(slots["digit"])
             self._touch()
-            self._show(Screen.ENROL_CUSTOMER, step=step, digits=Digits(s.digits))
+            self._show(Screen.ENROL_CUSTOMER, step=step, digits=Digits(s.digits), length=limit)
             return False
         if intent == "clear":
             s.digits = s.digits[:-1]
-            self._show(Screen.ENROL_CUSTOMER, step=step, digits=Digits(s.digits))
+            self._show(Screen.ENROL_CUSTOMER, step=step, digits=Digits(s.digits), length=limit)
             return False
-        if intent == Intent.ACCOUNT_NUMBER:
+        if intent in (Intent.ACCOUNT_NUMBER, Intent.PHONE_NUMBER):
             s.digits = str(slots.get("digits", ""))[:limit]
             return True
         return intent in ("enter", Intent.CONFIRM)

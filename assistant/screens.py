@@ -134,6 +134,8 @@ class Action(StrEnum):
     OUT_OF_SERVICE = "out_of_service"
     UNIT_NOTES = "unit_notes"
     UNIT_COINS = "unit_coins"
+    FOCUS = "focus"
+    """The keypad focus moved to another button (the customer is acting; nothing else)."""
     DIGIT = "digit"
     """An on-screen keypad digit; ``ActionChosen.value`` is the digit."""
     CLEAR = "clear"

@@ -381,3 +381,5 @@ class KivyDisplay(Display):
                 if self.host is not None:
                     self.host.set_focus(outcome.index)
                 _run(self.speak(outcome.button.label))
+                # The customer is acting: the dialog restarts its idle timer.
+                self.post(ActionChosen(Action.FOCUS))

@@ -202,3 +202,18 @@ async def test_account_of_another_customer_is_refused(kiosk) -> None:
         *keys("9999999999"),
         Step(KeyPressed(Key.ENTER), say=["account_not_found", "enrol_ask_account"]),
     ])
+
+
+async def test_phone_number_can_be_spoken(kiosk) -> None:
+    dialog, enrol, staff_uid = kiosk
+    from assistant.messages import Utterance
+
+    await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
+        *keys("246810"), Step(KeyPressed(Key.ENTER)),
+        Step(Utterance("同意"), say=["consent_recorded", "enrol_ask_phone"], state="enrol_phone"),
+        Step(Utterance("我的手机号是幺三五幺二三四五六七八"), say=["enrol_phone_readback"],
+             state="enrol_phone_confirm"),
+    ])
+    assert dialog.session.pending_digits == "13512345678"
