@@ -51,7 +51,7 @@ class SpeakerVoice(Voice):
         self.speaker.reset()
 
 
-class WavVoice(Voice):
+class WavVoice(SpeakerVoice):
     """Renders every prompt with the real synthesizer into numbered WAV files (headless demo).
 
     Args:
@@ -60,7 +60,7 @@ class WavVoice(Voice):
     """
 
     def __init__(self, speaker: Any, folder: Path) -> None:
-        self.speaker = speaker
+        super().__init__(speaker)
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files: list[tuple[Path, str, float]] = []
@@ -75,15 +75,6 @@ class WavVoice(Voice):
 
     def stop(self) -> None:
         """Nothing is playing: rendering is not interrupted."""
-
-    def rate_step(self, delta: int) -> None:
-        self.speaker.step_rate(delta)
-
-    def volume_step(self, delta: int) -> None:
-        self.speaker.step_volume(delta)
-
-    def reset(self) -> None:
-        self.speaker.reset()
 
 
 class SilentVoice(Voice):

@@ -148,17 +148,22 @@ class UnitInfo:
 
 @dataclass(frozen=True)
 class NoteCounters:
-    """Lifetime note counters (the recycler keeps them through power loss)."""
+    """Lifetime note counters (the recycler keeps them in non-volatile memory)."""
 
     stacked: int = 0
+    """Notes put in the cashbox."""
     stored: int = 0
+    """Notes put in the payout store (recycled)."""
     dispensed: int = 0
+    """Notes paid out."""
     transferred: int = 0
+    """Notes moved from the payout store to the cashbox."""
     rejected: int = 0
+    """Notes handed back to the customer."""
 
     @property
     def accepted(self) -> int:
-        """Notes taken in for good (cashbox + payout store)."""
+        """Every note the unit has taken in for good (cashbox + payout store)."""
         return self.stacked + self.stored
 
 

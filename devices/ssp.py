@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from devices.cash import NoteCounters
+
 STX = 0x7F
 """Start of every frame; doubled when it appears anywhere after the start byte."""
 SEQ_BIT = 0x80
@@ -540,25 +542,9 @@ def decode_levels(data: bytes) -> list[tuple[int, int, str]]:
     return out
 
 
-@dataclass(frozen=True)
-class Counters:
-    """GET_COUNTERS: lifetime note counters kept by the unit in non-volatile memory."""
-
-    stacked: int = 0
-    """Notes put in the cashbox."""
-    stored: int = 0
-    """Notes put in the payout store (recycled)."""
-    dispensed: int = 0
-    """Notes paid out."""
-    transferred: int = 0
-    """Notes moved from the payout store to the cashbox."""
-    rejected: int = 0
-    """Notes handed back to the customer."""
-
-    @property
-    def accepted(self) -> int:
-        """Every note the unit has taken in (cashbox + store)."""
-        return self.stacked + self.stored
+# GET_COUNTERS answers with the unit's lifetime note counters, the same record the
+# device layer reports (one definition, used by the driver and the simulator).
+Counters = NoteCounters
 
 
 def encode_counters(c: Counters) -> bytes:

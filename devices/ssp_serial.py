@@ -442,7 +442,7 @@ class SspNoteRecycler(SspUnit):
     async def counters(self) -> NoteCounters:
         reply = await self._cmd(ssp.cmd(Command.GET_COUNTERS))
         c = ssp.decode_counters(reply.data)
-        return NoteCounters(c.stacked, c.stored, c.dispensed, c.transferred, c.rejected)
+        return c
 
     async def poll(self) -> list[DeviceEvent]:
         if self._escrow:
