@@ -22,6 +22,7 @@ from typing import Any
 
 import aiosqlite
 
+from assistant import journal
 from assistant.storage import Database
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,7 @@ async def append(
     **detail: Any,
 ) -> int:
     """Add one journal entry inside an open transaction; returns its id."""
-    cur = await tx.execute(
-        "INSERT INTO journal(payment_id, step, state, amount_fen, detail) VALUES (?, ?, ?, ?, ?)",
-        (payment_id, str(step), state, int(amount_fen), json.dumps(detail, sort_keys=True)),
-    )
-    return int(cur.lastrowid or 0)
+    return await journal.append_in(tx, payment_id, step, state, amount_fen, **detail)
 
 
 async def record_movement(
@@ -323,9 +320,4 @@ async def load(db: Database, payment_id: str) -> PaymentState | None:
 
 async def open_payment_ids(db: Database) -> list[str]:
     """Cash payments without a CLOSE entry, oldest first."""
-    rows = await db.fetchall(
-        "SELECT p.id FROM payment p WHERE p.method = 'cash' AND NOT EXISTS "
-        "(SELECT 1 FROM journal j WHERE j.payment_id = p.id AND j.step = 'close') "
-        "ORDER BY p.created_at, p.rowid"
-    )
-    return [r[0] for r in rows]
+    return await journal.unfinished(db, "cash")

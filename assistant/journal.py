@@ -66,13 +66,19 @@ async def open_payment(
     return True
 
 
+async def append_in(tx: Any, payment_id: str, step: str, state: str, amount_fen: int = 0, **detail: Any) -> int:
+    """Append one entry inside the open transaction ``tx``; returns its id."""
+    cur = await tx.execute(
+        "INSERT INTO journal(payment_id, step, state, amount_fen, detail) VALUES (?, ?, ?, ?, ?)",
+        (payment_id, str(step), state, int(amount_fen), json.dumps(detail, ensure_ascii=False, sort_keys=True)),
+    )
+    return int(cur.lastrowid or 0)
+
+
 async def append(db: Database, payment_id: str, step: str, state: str, amount_fen: int = 0, **detail: Any) -> None:
     """Append one entry (its own transaction, so it is on disk before the caller goes on)."""
     async with db.transaction() as tx:
-        await tx.execute(
-            "INSERT INTO journal(payment_id, step, state, amount_fen, detail) VALUES (?, ?, ?, ?, ?)",
-            (payment_id, step, state, amount_fen, json.dumps(detail, ensure_ascii=False, sort_keys=True)),
-        )
+        await append_in(tx, payment_id, step, state, amount_fen, **detail)
 
 
 async def entries(db: Database, payment_id: str) -> list[JournalEntry]:
@@ -105,7 +111,7 @@ async def unfinished(db: Database, method: str | None = None) -> list[str]:
     if method:
         sql += " AND p.method = ?"
         params = (method,)
-    return [r[0] for r in await db.fetchall(sql + " ORDER BY p.created_at, p.id", params)]
+    return [r[0] for r in await db.fetchall(sql + " ORDER BY p.created_at, p.rowid", params)]
 
 
 def outcome(log: list[JournalEntry], step: str) -> JournalEntry | None:
