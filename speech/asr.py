@@ -273,6 +273,10 @@ def sentence_tokens(text: str) -> list[str]:
     return tokens
 
 
+PROMPT_PHRASES_PER_SOURCE = 2
+"""At most this many phrases of one intent file go into Whisper's prompt (variety, not volume)."""
+
+
 @dataclass(frozen=True)
 class Grammar:
     """What the recogniser may hear in one dialog state.
@@ -298,19 +302,32 @@ class Grammar:
         return frozenset(w for p in self.phrases for w in p.split())
 
     def domain_prompt(self, max_chars: int = 160) -> str:
-        """Distinct phrases (spaces removed for CJK) as one line for Whisper's initial prompt."""
-        seen: list[str] = []
-        for p in self.phrases:
+        """Short, varied phrases (spaces removed for CJK) as one line for Whisper's initial prompt.
+
+        The shortest phrase of each source file (one intent each) comes first, then the
+        next shortest of each, and so on: a prompt made of one intent's long sample
+        sentences (amounts, say) primes Whisper to repeat them, which is slow and wrong.
+        """
+        by_source: dict[str, list[str]] = {}
+        sources = self.sources or ("",) * len(self.phrases)
+        for p, src in zip(self.phrases, sources, strict=False):
             text = re.sub(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])", "", p)
-            if text not in seen:
-                seen.append(text)
+            group = by_source.setdefault(src.rsplit(":", 1)[0], [])
+            if text not in group:
+                group.append(text)
+        queues = [sorted(g, key=len) for g in by_source.values()]
+        ordered: list[str] = []
+        for rank in range(min(PROMPT_PHRASES_PER_SOURCE, max((len(q) for q in queues), default=0))):
+            for q in queues:
+                if rank < len(q) and q[rank] not in ordered:
+                    ordered.append(q[rank])
         out = ""
-        for text in seen:
+        for text in ordered:
             # U+3001 (ideographic comma) is how a list of Chinese words is written, which
             # keeps Whisper in Simplified Chinese rather than switching script.
             nxt = f"{out}\u3001{text}" if out else text
             if len(nxt) > max_chars:
-                break
+                continue
             out = nxt
         return out
 
@@ -601,6 +618,10 @@ class _VoskStream(TranscriberStream):
 # --------------------------------------------------------------------------- Whisper
 
 
+MAX_TOKENS_PER_SECOND = 12
+"""Upper bound on Whisper tokens per second of speech (Mandarin: about 4-6 characters)."""
+
+
 class WhisperTranscriber(Transcriber):
     """faster-whisper: segment-based, behind the listener's voice activity detector.
 
@@ -660,6 +681,11 @@ class WhisperTranscriber(Transcriber):
     def decode(self, audio16k: np.ndarray, prompt: str | None) -> Transcript:
         """Decode 16 kHz float32 mono audio (blocking; one decode at a time)."""
         with self._lock:
+            # One greedy pass with a token budget for the audio's length: the default
+            # temperature fallback re-decodes a hallucinating segment up to six times and
+            # a repeating loop can run to the model's limit -- minutes on this hardware
+            # for a one-word answer.
+            seconds = len(audio16k) / 16000.0
             segments, _info = self._model.transcribe(
                 audio16k,
                 language=self.language,
@@ -667,6 +693,10 @@ class WhisperTranscriber(Transcriber):
                 initial_prompt=prompt,
                 condition_on_previous_text=False,
                 vad_filter=False,
+                temperature=0.0,
+                without_timestamps=True,
+                no_repeat_ngram_size=3,
+                max_new_tokens=int(MAX_TOKENS_PER_SECOND * seconds) + 8,
             )
             segs = [s for s in segments if s.no_speech_prob < 0.6 or s.avg_logprob > -0.5]
         text = clean_transcript("".join(s.text for s in segs), self._convert)

@@ -98,11 +98,24 @@ def test_grammar_json_is_real_utf8_with_unk(mandarin):
 
 
 def test_open_vocabulary_grammar_feeds_the_whisper_prompt():
-    g = build_grammar([("我要交电费", "a:1"), ("确认", "a:2"), ("取消", "a:3"), ("确认", "a:4")])
+    g = build_grammar([("我要交电费", "Pay.yaml:1"), ("确认", "Confirm.yaml:2"), ("取消", "Cancel.yaml:3"),
+                       ("确认", "Confirm.yaml:4")])
     assert g.phrases == ("我要交电费", "确认", "取消")
-    assert g.domain_prompt() == "我要交电费\u3001确认\u3001取消"
-    assert g.domain_prompt(max_chars=8) == "我要交电费\u3001确认"
+    # shortest first, so a tight budget still carries several different words
+    assert g.domain_prompt() == "确认\u3001取消\u3001我要交电费"
+    assert g.domain_prompt(max_chars=8) == "确认\u3001取消"
     assert not g.include_unk
+
+
+def test_whisper_prompt_is_not_crowded_out_by_one_intents_samples():
+    """Long sample sentences of one intent must not fill the prompt (Whisper then repeats them)."""
+    amounts = [(f"我要交{n}", f"Amount.yaml:{i}") for i, n in enumerate(
+        ["一百二十三块五", "八块五毛", "三块零五分", "两千两百二十五元", "一百二十三元四角五分", "九十六块钱"])]
+    commands = [("确认", "Confirm.yaml:3"), ("对", "Confirm.yaml:4"), ("取消", "Cancel.yaml:3"), ("现金", "Pay.yaml:5")]
+    prompt = build_grammar(amounts + commands).domain_prompt(max_chars=40)
+    for word in ("对", "取消", "现金"):
+        assert word in prompt.split("\u3001"), prompt
+    assert sum(p.startswith("我要交") for p in prompt.split("\u3001")) <= 2, prompt
 
 
 def test_tokens_split_at_script_edges():

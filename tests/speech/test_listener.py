@@ -54,8 +54,12 @@ async def test_prompt_with_an_amount_is_never_heard_by_the_kiosk(synth, vosk_ko,
 async def test_without_the_gate_the_same_prompt_would_be_taken_as_an_answer(synth, vosk_ko, ko_grammar):
     # The control: proves the test above can fail.
     _, events, _ = await kiosk_turn(synth, vosk_ko, ko_grammar, PROMPT_WITH_AMOUNT, gated=False)
-    heard = [e.text for e in events if isinstance(e, Utterance)]
-    assert any("오만 원" in text for text in heard), heard
+    heard = [e.text for e in events if isinstance(e, Utterance) and e.text.strip()]
+    # Without the gate the kiosk's own prompt comes back as an "answer". Which grammar
+    # words Vosk picks for it varies with timing on a loaded machine, so the control
+    # asserts that something was taken as the customer's words, which the gated run
+    # above never does.
+    assert heard, heard
 
 
 async def test_customer_talking_over_the_prompt_stops_it_and_is_heard(synth, vosk_ko, ko_grammar):
