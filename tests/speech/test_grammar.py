@@ -101,9 +101,9 @@ def test_open_vocabulary_grammar_feeds_the_whisper_prompt():
     g = build_grammar([("我要交电费", "Pay.yaml:1"), ("确认", "Confirm.yaml:2"), ("取消", "Cancel.yaml:3"),
                        ("确认", "Confirm.yaml:4")])
     assert g.phrases == ("我要交电费", "确认", "取消")
-    # shortest first, so a tight budget still carries several different words
-    assert g.domain_prompt() == "确认\u3001取消\u3001我要交电费"
-    assert g.domain_prompt(max_chars=8) == "确认\u3001取消"
+    # one phrase of each intent first (the shortest), in pack order
+    assert g.domain_prompt() == "我要交电费\u3001确认\u3001取消"
+    assert g.domain_prompt(max_chars=8) == "我要交电费\u3001确认"
     assert not g.include_unk
 
 
