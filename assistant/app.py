@@ -154,6 +154,7 @@ async def build_kiosk(
                 listen_task = asyncio.ensure_future(speech.listener.run())
                 closers.append(listen_task.cancel)
         services.voice_available = listener is not None
+        services.face_available = cam is not None and face is not None
 
         printer = EscposPrinter(config.section("printer", PrinterConfig))
         receipts = ReceiptDevice(printer, lambda: kiosk_ref[0].pack, kiosk_id, out_dir / "receipts" if out_dir else None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,8 +202,48 @@ async def _status(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _register_insert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("yuan", help="the note's value in yuan (100, 50, 20, 10, 5, 1) or a coin's (1, 0.5, 0.1)")
+    p.add_argument("--coin", action="store_true", help="a coin into the coin mechanism instead of a note")
+    p.set_defaults(func=_insert)
+
+
+def _insert(args: argparse.Namespace, config: Config) -> int:
+    """A customer puts a note or coin into the simulator of a running kiosk."""
+    from devices.cash_sim import SimControl
+
+    cfg = config.section("cash", CashConfig)
+    fen = _yuan_to_fen(args.yuan)
+    if fen is None:
+        print(f"cash insert: '{args.yuan}' is not an amount in yuan (e.g. 100 or 0.5)", file=sys.stderr)
+        return 2
+    path = Path(cfg.sim_control)
+    path = path if path.is_absolute() else config.data_dir / path
+    if not cfg.simulate or not path.exists():
+        print(f"cash insert: no simulator is running ({path} not found); start the kiosk with "
+              "[cash] simulate = true (make run)", file=sys.stderr)
+        return 2
+    control = SimControl(path)
+    try:
+        taken = control.insert_coin(fen) if args.coin else control.insert_note(fen)
+    finally:
+        control.close()
+    what = "coin" if args.coin else "note"
+    print(f"{args.yuan} yuan {what}: {'taken in' if taken else 'refused at the slot (not accepted now)'}")
+    return 0 if taken else 1
+
+
+def _yuan_to_fen(text: str) -> int | None:
+    """'100' -> 10000, '0.5' -> 50 (exact: no float on the way)."""
+    whole, _, frac = text.strip().partition(".")
+    if not whole.isdigit() or (frac and (not frac.isdigit() or len(frac) > 2)):
+        return None
+    return int(whole) * 100 + int((frac or "0").ljust(2, "0"))
+
+
 SUBCOMMANDS: dict[str, tuple[str, Registrar]] = {
     "levels": ("what each unit holds, next to the books", _register_levels),
+    "insert": ("put a note or coin into the simulator of the running kiosk", _register_insert),
     "exchange": ("cassette exchange under dual control (bank + hall staff)", _register_exchange),
 }
 """Sub-commands of ``main.py cash``: name -> (help, registrar)."""

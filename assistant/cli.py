@@ -19,13 +19,13 @@ from assistant.errors import KioskError
 # command name -> (module, one-line help). The module defines ``register(parser)``
 # which adds its arguments (and sub-commands) and sets ``func(args, config) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("assistant.demo", "run one whole customer session headless on real input"),
+    "demo": ("assistant.demo", "run whole customer sessions headless on real input"),
     "run": ("ui.app", "open the kiosk window"),
     "models": ("assistant.models", "install, list and verify the models"),
     "db": ("assistant.storage_cli", "create, migrate and seed the database"),
     "locales": ("assistant.locale_cli", "check, create, reload and hear locale packs"),
-    "face": ("assistant.face_cli", "enrolment gallery tools: calibrate, forget"),
-    "cash": ("assistant.cash_cli", "cash planning and cassette tools"),
+    "face": ("assistant.face_cli", "face gallery tools: calibrate, identify, enrol, forget, purge"),
+    "cash": ("assistant.cash_cli", "cash units, the simulator's slot, cassettes and planning"),
     "reconcile": ("assistant.reconcile", "daily reconciliation and clearing report"),
     "ui": ("ui.audit", "accessibility audit of every screen"),
 }
@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub_args = sub.parse_args(rest)
     try:
         config = Config.load(args.config)
+        config.check()
         return int(sub_args.func(sub_args, config) or 0)
     except KioskError as exc:
         print(f"main.py {args.command}: {exc}", file=sys.stderr)

@@ -55,6 +55,26 @@ class UiSection:
     """Window height in pixels when not fullscreen."""
 
 
+# Every section of the config file and the dataclass that reads it ("module:Class").
+# :meth:`Config.check` builds them all at start-up, so a typo anywhere in the file is
+# reported before the kiosk starts, not when that part is first used.
+SECTIONS: dict[str, str] = {
+    "kiosk": "assistant.config:KioskSection",
+    "ui": "assistant.config:UiSection",
+    "storage": "assistant.storage:StorageSection",
+    "dialog": "assistant.dialog:DialogConfig",
+    "payments": "assistant.payments:SandboxConfig",
+    "printer": "devices.printer:PrinterConfig",
+    "models": "assistant.models:ModelsSection",
+    "face": "assistant.identity:FaceSection",
+    "ocr": "devices.card_ocr:OcrSection",
+    "cash": "devices.cash:CashConfig",
+    "audio": "speech.audio:AudioSection",
+    "asr": "speech.asr:AsrSection",
+    "tts": "speech.tts:TtsSection",
+}
+
+
 class Config:
     """The parsed configuration file.
 
@@ -98,6 +118,20 @@ class Config:
             cfg.data.setdefault(name, {}).update(values)
         cfg.kiosk = cfg.section("kiosk", KioskSection)
         return cfg
+
+    def check(self) -> None:
+        """Read every known section, and refuse unknown ones (errors name the file and key)."""
+        import importlib
+
+        unknown = sorted(set(self.data) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(
+                f"{self.path or '<config>'}: unknown section(s) {', '.join(f'[{u}]' for u in unknown)}; "
+                f"known sections: {', '.join(SECTIONS)}"
+            )
+        for name, target in SECTIONS.items():
+            module, _, cls = target.partition(":")
+            self.section(name, getattr(importlib.import_module(module), cls))
 
     def section(self, name: str, schema: type[T]) -> T:
         """Build the dataclass ``schema`` from the ``[name]`` table (dots for sub-tables)."""

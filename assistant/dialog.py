@@ -274,6 +274,8 @@ class DialogServices:
     staff_present: bool = True
     voice_available: bool = True
     """False when the customer cannot be heard (no recogniser or microphone): keypad only."""
+    face_available: bool = True
+    """False when there is no camera or no face model: the account number is asked at once."""
     spawn: Callable[[Awaitable[Event | None]], None] | None = None
     """Run a background wait whose result (an event) is fed back to the dialog."""
 
@@ -693,6 +695,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._say(Prompt.WELCOME)
         if not self.services.voice_available:
             self._say(Prompt.KEYPAD_ONLY)
+        if not self.services.face_available:
+            # No camera or face model: go straight to the account number, no waiting.
+            self._say(Prompt.ASK_ACCOUNT)
+            self.session.digits = ""
+            self._show_account_entry()
+            self._enter(State.ACCOUNT_ENTRY)
+            self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
+            return
         self._say(Prompt.LOOKING)
         self._show(Screen.IDENTIFY, guidance=Prompt.LOOKING)
         self._out.append(DeviceAction("camera", "identify"))
@@ -939,7 +949,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 return
             self._confirm_payment(s.method, amount)
             return
-        if intent in (Intent.CONFIRM, Intent.PAY):
+        if intent in (Intent.CONFIRM, Intent.PAY, "enter"):
             method = str(slots.get("method") or s.method)
             if conf < self.config.confirm_confidence or method != s.method:
                 # Unusual or unsure: read it back before taking any money.
@@ -1157,8 +1167,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._touch()
         elif kind is CashEventKind.PAID_IN_FULL:
             self._new_turn()
-            change = max(0, s.inserted_fen - s.amount_fen)
-            self._say(Prompt.CASH_RECEIVED_IN_FULL, inserted=Amount(s.inserted_fen), change=Amount(change))
+            self._say(Prompt.CASH_RECEIVED_IN_FULL, inserted=Amount(s.inserted_fen))
             self._show_cash()
             self._enter(State.SETTLING)
             self._wait_for_cash()

@@ -248,6 +248,9 @@ async def _purge(args: argparse.Namespace, config: Config) -> int:
 
     section = face_section(config)
     days = args.days if args.days is not None else section.retention_days
+    if days < 1:
+        # A retention below one day would delete every customer's face at once.
+        raise FaceError(f"--days must be at least 1 (got {days}); to delete one customer use: face forget")
     async with Database(database_path(config)) as db:
         gallery = open_gallery(config, db, section, section.model)
         count = await gallery.purge(days)

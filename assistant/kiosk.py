@@ -298,14 +298,20 @@ class Kiosk:
 
     # ------------------------------------------------------------------ commands
     async def execute_all(self, commands: list[Command]) -> None:
-        """Execute a batch; prompts said in it become the caption of its screen."""
-        captions: list[str] = []
+        """Execute a batch; the screen drawn at its end is captioned with what was said for it.
+
+        Only the prompts said since the batch's previous screen belong to the last
+        screen, so a greeting said on the way (while looking for the face, say) does not
+        pile up under the arrears.
+        """
+        said: list[str] = []
         pending_show: Show | None = None
+        caption: list[str] = []
         for cmd in commands:
             if isinstance(cmd, Say):
-                captions.append(self._say(cmd))
+                said.append(self._say(cmd))
             elif isinstance(cmd, Show):
-                pending_show = cmd
+                pending_show, caption, said = cmd, said, []
             elif isinstance(cmd, SetTextSize):
                 self.text_scale = cmd.scale
                 if pending_show is None:
@@ -317,10 +323,10 @@ class Kiosk:
                     pending_show = self._last_show
             else:
                 await self.execute(cmd)
-        if pending_show is None and captions and self._last_show is not None:
+        if pending_show is None and said and self._last_show is not None:
             pending_show = self._last_show
         if pending_show is not None:
-            await self._show(pending_show, " ".join(captions))
+            await self._show(pending_show, " ".join(caption + said))
 
     async def execute(self, cmd: Command) -> None:
         """Execute one non-speech, non-screen command."""

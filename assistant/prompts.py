@@ -191,7 +191,7 @@ class Prompt(StrEnum):
     CASH_CHANGE_IMPOSSIBLE = "cash_change_impossible"
     """Cannot give change for a {note} note now; it is returned. Smaller note, or say 存进账户."""
     CASH_RECEIVED_IN_FULL = "cash_received_in_full"
-    """Received {inserted}; change due {change}."""
+    """Received {inserted}: enough (the change actually paid is said next, when it is paid)."""
     CASH_DISPENSING = "cash_dispensing"
     """Paying out {change}; please take your change."""
     CASH_REMAINDER_CREDITED = "cash_remainder_credited"

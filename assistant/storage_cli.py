@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from assistant.config import Config
 from assistant.storage import SCHEMA_VERSION, Database, database_path
@@ -25,6 +26,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 async def _run(action: str, config: Config) -> int:
     path = database_path(config)
+    if action == "check" and not path.exists():
+        print(f"{path}: no database here; create it with: python main.py db migrate", file=sys.stderr)
+        return 1
     async with Database(path) as db:
         if action == "migrate":
             print(f"{path}: schema version {await db.version()} (current {SCHEMA_VERSION})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import importlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 from assistant.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class Unit(StrEnum):
@@ -341,6 +344,9 @@ class CashConfig:
     """Longest wait for a payout to finish before calling staff."""
     reconnect_interval_s: float = 2.0
     """How often to try a lost port again."""
+    sim_control: str = "cash/sim.sock"
+    """Control socket of the simulator the kiosk runs itself: ``main.py cash insert`` puts
+    notes and coins in through it (relative to the data folder; empty: none)."""
     sim_state: str = "cash/sim.json"
     """Where the simulator keeps its cassette counts (survives a kiosk crash); relative to the data folder."""
     sim_notes: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_NOTES))
@@ -419,6 +425,13 @@ def create_cash_units(cfg: CashConfig, root: Path, *, start_simulator: bool | No
 
         sim = CashSimulator.from_config(cfg, root)
         sim.start()
+        if cfg.sim_control:
+            control = Path(cfg.sim_control)
+            control = control if control.is_absolute() else root / control
+            try:
+                sim.serve_control(control)
+            except OSError as exc:  # e.g. a socket path too long: the kiosk still runs
+                log.warning("simulator control socket %s not opened: %s", control, exc)
     notes, coins = backend.units_from_config(cfg, root)
     return CashUnits(notes=notes, coins=coins, simulator=sim)
 

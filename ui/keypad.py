@@ -126,8 +126,9 @@ class KeypadNavigator:
                 self.focus = (self.focus + step) % len(buttons)
             return [Focus(self.focus, buttons[self.focus])]
         if key is Key.ENTER and self.focus is not None and self.focus < len(buttons):
+            # The focus stays on the button: pressing enter again presses it again (a
+            # blind customer making the text bigger twice); a new screen clears it.
             button = buttons[self.focus]
-            self.focus = None
             return [Post(ActionChosen(button.action, button.value))]
         if key is Key.CONFIRM:
             self.focus = None

@@ -253,7 +253,7 @@ def test_keys_from_config_file_and_errors(config: Config):
 
 
 def test_keyring_source(config: Config):
-    keyring = pytest.importorskip("keyring", reason="the keyring package is not installed")
+    keyring = pytest.importorskip("keyring", reason="keyring is an optional extra, not part of the kiosk's install")
     from keyring.backend import KeyringBackend
 
     class MemoryKeyring(KeyringBackend):

@@ -70,6 +70,7 @@ async def test_a_whole_payment_through_the_runtime(running) -> None:
     cash.result = Result(True, 20000, 7650, 5, 12345)
     kiosk.post(CashEvent(CashEventKind.CREDITED, value_fen=20000, inserted_fen=20000))
     kiosk.post(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000))
+    kiosk.post(CashEvent(CashEventKind.DISPENSING, value_fen=7650, inserted_fen=20000))
     model = await until(display, "result")
     assert model.fields["change"] == "¥76.50" and model.fields["credited"] == "¥0.05"
     await kiosk.quiet()

@@ -48,7 +48,12 @@ def test_hash_and_star_walk_the_buttons_and_enter_presses_the_focused_one() -> N
     assert nav.press(Key.HASH) == [Focus(0, IDENTIFIED.buttons[0])]
     assert nav.press(Nav.NEXT) == [Focus(1, IDENTIFIED.buttons[1])]
     assert nav.press(Key.ENTER) == [Post(ActionChosen(Action.OTHER_METHODS, ""))]
-    assert nav.focus is None
+    # the focus stays where it was: enter again presses the same button again
+    assert nav.focus == 1
+    assert nav.press(Key.ENTER) == [Post(ActionChosen(Action.OTHER_METHODS, ""))]
+    nav.show(IDENTIFIED)  # the same screen redrawn keeps it
+    assert nav.focus == 1
+    assert nav.press(Key.STAR) == [Focus(0, IDENTIFIED.buttons[0])]
     assert nav.press(Key.STAR) == [Focus(4, IDENTIFIED.buttons[4])]  # backwards wraps to the last
     assert nav.press(Key.ENTER) == [Post(ActionChosen(Action.LANGUAGE, "yue"))]
 
