@@ -35,8 +35,10 @@ def test_render_speech_and_display() -> None:
     assert "二十秒" in r.speech and "20秒" in r.display
     r = zh.render(Prompt.ENROL_FACE_PROGRESS, {"count": Count(2), "total": Count(5)})
     assert r.speech.startswith("第两张，共五张")
-    r = PACKS["yue"].render(Prompt.CASH_RECEIVED_IN_FULL, {"inserted": Amount(10000), "change": Amount(1250)})
-    assert r.speech == "一共收到一百蚊，找返你十二蚊五毫。"
+    r = PACKS["yue"].render(Prompt.CASH_RECEIVED_IN_FULL, {"inserted": Amount(10000)})
+    assert r.speech == "一共收到一百蚊，够晒。"
+    r = PACKS["yue"].render(Prompt.CASH_DISPENSING, {"change": Amount(1250)})
+    assert r.speech == "依家找钱十二蚊五毫，请拎好。"
     assert zh.label(Label.BTN_ONE_KEY_PAY, {"method": Prompt.METHOD_CARD}) == "一键交费（银行卡）"
 
 
