@@ -201,9 +201,24 @@ async def _status(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _register_plan(p: argparse.ArgumentParser) -> None:
+    from assistant.cash_plan_cli import register_plan
+
+    register_plan(p)
+
+
+def _register_simulate_history(p: argparse.ArgumentParser) -> None:
+    from assistant.cash_plan_cli import register_simulate
+
+    register_simulate(p)
+
+
 SUBCOMMANDS: dict[str, tuple[str, Registrar]] = {
     "levels": ("what each unit holds, next to the books", _register_levels),
     "exchange": ("cassette exchange under dual control (bank + hall staff)", _register_exchange),
+    "plan": ("remittance cycle and float standard from the transaction history", _register_plan),
+    "simulate-history": ("make a demo transaction history (CSV; optionally load it into a fresh database)",
+                         _register_simulate_history),
 }
 """Sub-commands of ``main.py cash``: name -> (help, registrar)."""
 
