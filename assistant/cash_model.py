@@ -71,8 +71,8 @@ def _reps(edges: Sequence[int], exact_below: int) -> list[int]:
     return out
 
 
-_EXACT_BELOW = 8
-_EDGES = scarcity_edges(_EXACT_BELOW)
+_EXACT_BELOW = 5
+_EDGES = scarcity_edges(_EXACT_BELOW, 1.5)
 _REP = _reps(_EDGES, _EXACT_BELOW)
 _LOOKUP = [bisect_right(_EDGES, c) - 1 for c in range(5001)]
 # change amounts (fen) that use the same denominations share one table: bands between values
@@ -148,22 +148,23 @@ class ChangeMaker:
         return self.exact(target, counts)
 
     def _plan_view(self, target: int, k: int, view: tuple[int, ...]) -> Payout:
-        stock = {KEYS[i]: _REP[b] for i, b in enumerate(view) if b > 0}
         if k >= len(VALUES):  # 100 元 or more of change: rare, solved on its own
             self.solved += 1
-            return _payout(best_change(target, stock))
+            return _payout(best_change(target, {KEYS[i]: _REP[b] for i, b in enumerate(view) if b > 0}))
         table = self._tables.get(view)
         if table is None:
             self.solved += 1
             if len(self._tables) >= _MAX_TABLES:
                 self._tables.clear()
+            stock = {KEYS[i]: _REP[b] for i, b in enumerate(view) if b > 0}
             table = self._tables[view] = ChangeTable(_BAND_TOP[k], stock)
         return _payout(table.best(target))
 
 
 def _payout(plan: ChangePlan) -> Payout:
-    pieces = tuple(sorted((INDEX[k], n) for k, n in plan.counts.items() if n))
-    return Payout(pieces, plan.paid_fen)
+    pieces = [(INDEX[key], n) for key, n in plan.counts.items() if n]
+    pieces.sort()
+    return Payout(tuple(pieces), sum(VALUES[i] * n for i, n in pieces))
 
 
 @dataclass(frozen=True)
@@ -231,11 +232,13 @@ class KioskCash:
         credit_excess = False
         shortfall = False
         routes: list[str] = []
+        checked: tuple[int, Payout] | None = None
         for unit, v in pieces:
             total = inserted + v
             if unit == NOTES and total > due_fen and not credit_excess:
                 change = total - due_fen
                 p = maker.plan(change, counts)
+                checked = (change, p)
                 if change - p.paid_fen >= self.limit:
                     # the kiosk would hand the note back; the customer credits the excess
                     shortfall = credit_excess = True
@@ -256,7 +259,12 @@ class KioskCash:
         target = 0 if credit_excess else excess
         payout = _NOTHING
         if target >= SMALLEST_PAYABLE_FEN:
-            payout = maker.plan(target, counts)
+            if checked is not None and checked[0] == target:
+                # the note checked was the last piece and is worth more than its change: the stock
+                # that can pay the change is what the check saw, so the plan is the same
+                payout = checked[1]
+            else:
+                payout = maker.plan(target, counts)
             for i, n in payout.pieces:
                 counts[i] -= n
             if target - payout.paid_fen >= SMALLEST_PAYABLE_FEN:

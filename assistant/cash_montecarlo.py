@@ -165,7 +165,7 @@ def simulate_cycle(book: DayBook, picks: Sequence[int], job: Job, m: ChangeMaker
                 for i in kiosk.culprits(max(r.change_due_fen, r.inserted_fen - due)):
                     culprits[i] += 1
             counts = kiosk.counts
-            for i in range(n):
+            for i, _ in r.payout.pieces:  # only a payout lowers a level
                 if counts[i] < low[i]:
                     low[i] = counts[i]
         while mark is not None:

@@ -63,7 +63,7 @@ from assistant.cash_montecarlo import (
 AMPLE = 5000
 """Pieces of every denomination in the explore run: enough that nothing runs out."""
 UNBOUNDED = 10**7
-MAX_SEARCH_ROUNDS = 6
+MAX_SEARCH_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -254,47 +254,74 @@ class FloatStandard:
 def search_float(kb: KioskBook, section: BackofficeSection, days: int, start: Sequence[int], *, caps: Capacities,
                  auto_credit_limit_fen: int, simulations: int, workers: int, progress: bool,
                  stats: RunStats | None = None) -> FloatStandard:
-    """The smallest float found that keeps change flowing in ``service_level`` of ``days``-day cycles."""
+    """The smallest float found that keeps change flowing in ``service_level`` of ``days``-day cycles.
+
+    ``start`` is the explore run's estimate; its proportions are kept while the whole
+    float is scaled up until enough search cycles pass, then bisected down, then each
+    denomination gives back half of what stayed unused in nearly every cycle. The
+    search runs on a fixed sample of cycles (each float sees the same days); the
+    float found is then verified on ``simulations`` fresh cycles.
+    """
     sl = section.service_level
     cap = caps.of_index()
-    search_n = max(100, simulations // 4)
-    picks = draw_cycles(kb.book, days, search_n, section.seed, f"search:{kb.kiosk_id}")
-    current = [min(c, s) for c, s in zip(cap, start, strict=True)]
-    best: list[int] | None = None
-    rounds = 0
-    trimmed = False
+    n = max(100, min(400, simulations // 4))
+    picks = draw_cycles(kb.book, days, n, section.seed, f"search:{kb.kiosk_id}")
+    # aim a standard error above the service level: the final run on fresh cycles must pass too
+    target = min(0.999, sl + math.sqrt(sl * (1 - sl) / n))
+    shape = [max(0, int(x)) for x in start]
     kw = dict(auto_credit_limit_fen=auto_credit_limit_fen, workers=workers, stats=stats)
-    while rounds < MAX_SEARCH_ROUNDS:
+    rounds = 0
+
+    def scaled(alpha: float) -> list[int]:
+        return [min(c, math.ceil(alpha * x)) for c, x in zip(cap, shape, strict=True)]
+
+    def trial(counts: Sequence[int]) -> tuple[float, list[CycleRecord]]:
+        nonlocal rounds
         rounds += 1
         with Progress(len(picks), f"{kb.kiosk_id} float {days} d, round {rounds}", progress) as bar:
-            recs = run_cycles(kb.book, picks, current, caps, progress=bar, **kw)
-        passed = sum(1 for r in recs if r.shortfalls == 0)
-        if passed >= sl * len(recs):
-            best = list(current)
-            if trimmed:
-                break
-            # take back what stayed unused in nearly every cycle (half of it: the rest is margin)
-            low = np.array([r.running_min[-1] for r in recs])
-            spare = [int(_quantile(low[:, i], 1 - sl) // 2) for i in range(len(KEYS))]
-            if not any(spare):
-                break
-            current = [c - s for c, s in zip(current, spare, strict=True)]
-            trimmed = True
-            continue
-        if trimmed and best is not None:
-            current = best  # the trimmed float failed: keep the last one that passed
+            recs = run_cycles(kb.book, picks, counts, caps, progress=bar, **kw)
+        for i, b in enumerate(np.array([r.culprits for r in recs]).sum(axis=0)):
+            if b and shape[i] == 0:
+                shape[i] = 5  # ran out of a denomination the estimate left empty: give it a share
+        return sum(1 for r in recs if r.shortfalls == 0) / len(recs), recs
+
+    lo: float | None = None
+    hi: float | None = None
+    best: tuple[list[int], list[CycleRecord]] | None = None
+    alpha = 1.0
+    while rounds < MAX_SEARCH_ROUNDS:  # grow until the search cycles pass
+        counts = scaled(alpha)
+        rate, recs = trial(counts)
+        if rate >= target:
+            hi, best = alpha, (counts, recs)
             break
-        blame = np.array([r.culprits for r in recs if r.shortfalls]).sum(axis=0)
-        failing = len(recs) - passed
-        grow = False
-        for i in range(len(KEYS)):
-            if blame[i] and current[i] < cap[i]:
-                step = max(1, math.ceil(current[i] * 0.25 * min(2.0, blame[i] / max(1, failing))))
-                current[i] = min(cap[i], current[i] + step)
-                grow = True
-        if not grow:
-            break  # nothing more fits in the cassettes
-    final = best or current
+        lo = alpha
+        if scaled(alpha * 1.6) == counts:
+            break  # the cassettes are as full as they go
+        alpha *= 1.6
+    if hi is not None:
+        if lo is None:  # the estimate passed at once: look below it too
+            lo = hi / 2
+        for _ in range(3):  # bisect between failing and passing
+            mid = (lo + hi) / 2
+            counts = scaled(mid)
+            if best is not None and counts == best[0]:
+                break
+            rate, recs = trial(counts)
+            if rate >= target:
+                hi, best = mid, (counts, recs)
+            else:
+                lo = mid
+    if best is not None:  # give back half of what stayed unused in nearly every cycle
+        counts, recs = best
+        low = np.array([r.running_min[-1] for r in recs])
+        spare = [int(_quantile(low[:, i], 1 - sl) // 2) for i in range(len(KEYS))]
+        if any(spare):
+            trimmed = [c - x for c, x in zip(counts, spare, strict=True)]
+            rate, recs = trial(trimmed)
+            if rate >= target:
+                best = (trimmed, recs)
+    final = best[0] if best is not None else scaled(alpha)
     verify = draw_cycles(kb.book, days, simulations, section.seed, f"verify:{kb.kiosk_id}")
     run = RunStats()
     with Progress(len(verify), f"{kb.kiosk_id} verify {days} d", progress) as bar:
@@ -446,8 +473,9 @@ def plan_hall(
             if std.refused_cycles > (1 - section.service_level) * std.cycles:
                 found.append(f"the cashbox or hopper refused cash in {std.refused_cycles} of {std.cycles} cycles")
             if std.service_level < section.service_level:
-                found.append(f"change ran out in {std.cycles - std.passed} of {std.cycles} cycles even with "
-                             f"the cassettes as full as they go")
+                full = all(line.load >= line.capacity for line in std.lines if line.empty_cycles)
+                why = "even with the cassettes as full as they go" if full else "with the best float found"
+                found.append(f"change ran out in {std.cycles - std.passed} of {std.cycles} cycles {why}")
             problems[kb.kiosk_id][d] = found
     floats = searched.get(choice.chosen.days, {}) if choice.chosen else {}
     kiosks = tuple(

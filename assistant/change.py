@@ -172,8 +172,9 @@ class ChangeTable:
     The DP table of the largest amount already holds the answer for every smaller
     one (a bundle wider than an amount never touches its cell), so
     ``ChangeTable(max_fen, stock).best(t)`` equals ``best_change(t, stock)`` for any
-    ``t <= max_fen`` - the same plan, chosen the same way - at the cost of one solve.
-    Used where many payments are planned over the same stock (cash planning).
+    ``t <= max_fen`` - the same plan, chosen the same way - at the cost of one solve
+    and one backtrack per amount asked. Used where many payments are planned over
+    the same stock (cash planning).
     """
 
     def __init__(self, max_fen: int, stock: Mapping[Any, int]) -> None:

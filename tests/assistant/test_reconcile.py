@@ -19,6 +19,7 @@ import pytest
 from assistant.backoffice import business_day
 from assistant.billing import LedgerBilling
 from assistant.cli import main
+from assistant.messages import CashEventKind
 from assistant.noncash import NonCashPayments
 from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
 from assistant.reconcile import Kind, reconcile_days, record_unit_counts, summary
@@ -51,13 +52,15 @@ async def _build(tmp: Path) -> Day:
         await seed_account(db, "0000000004", {"2024-05": 31520})
         await seed_account(db, "0000000005", {"2024-05": 6780})
         async with Harness(db, sim) as h:
+            credited = 0
             for pid, account, due, notes in (("cash-a", "0000000001", 12345, (10000, 10000)),
                                              ("cash-b", "0000000002", 8650, (10000,)),
                                              ("cash-c", "0000000003", 2000, (2000,))):
                 await h.service.begin(pid, account, due, None)
                 for n in notes:
                     await h.insert_note(n)
-                    await asyncio.sleep(0.05)
+                    credited += 1  # the next note goes in once this one is stacked and credited
+                    await h.wait_event(CashEventKind.CREDITED, count=credited)
                 result = await h.service.wait_finished(pid, 20)
                 assert result.posted_fen == due
             cfg = SandboxConfig(latency_s=0.0, timeout_s=1.0)
@@ -209,3 +212,72 @@ def test_a_date_with_no_data_is_refused_and_nothing_is_written(day: Day, tmp_pat
     assert main(["reconcile", "--date", "2025-02-30", "--db", str(day.db), "--out", str(out)]) == 2
     assert "'2025-02-30' is not a date" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- loaded histories
+
+
+async def test_the_loader_writes_a_payment_the_way_the_service_does(built: Day, tmp_path: Path) -> None:
+    """The same payment (123.45 due, two 100 notes, the demo float) through the real service and the loader."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from assistant.backoffice import BackofficeSection
+    from assistant.cash_history import Transaction
+    from assistant.cash_ledger import load_history
+    from assistant.cash_model import KEYS, Capacities
+    from tests.cashkit import DEMO_COINS, DEMO_NOTES
+
+    def shape(rows):
+        return [(r[0], r[1], r[2]) for r in rows if r[0] not in ("link", "fault")]
+
+    sql = "SELECT step, state, amount_fen FROM journal WHERE payment_id = 'cash-a' ORDER BY id"
+    async with Database(built.db) as db:
+        real = shape(await db.fetchall(sql))
+        real_moves = sorted(tuple(r) for r in await db.fetchall(
+            "SELECT unit, denomination_fen, delta, reason FROM cash_movement WHERE payment_id = 'cash-a'"))
+    t = Transaction("K001", "cash-a", datetime(2025, 3, 3, 9, 0, tzinfo=ZoneInfo(ZONE)), "0000000001", "cash",
+                    12345, (("notes", 10000), ("notes", 10000)))
+    section = BackofficeSection()
+    floats = {("notes", v): n for v, n in DEMO_NOTES.items()} | {("coins", v): n for v, n in DEMO_COINS.items()}
+    caps = Capacities(section.store_capacity(), section.cashbox_capacity, section.hopper_capacity())
+    async with Database(tmp_path / "loaded.db") as db:
+        await load_history(db, [t], zone=ZoneInfo(ZONE), float_counts={k: floats.get(k, 0) for k in KEYS},
+                           capacities=caps, cycle_days=1)
+        loaded = shape(await db.fetchall(sql))
+        loaded_moves = sorted(tuple(r) for r in await db.fetchall(
+            "SELECT unit, denomination_fen, delta, reason FROM cash_movement WHERE payment_id = 'cash-a'"))
+    assert loaded == real
+    assert loaded_moves == real_moves
+
+
+async def test_a_loaded_history_reconciles_and_a_planted_fault_shows_on_its_day_only(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from assistant.backoffice import BackofficeSection
+    from assistant.cash_history import generate, read_database
+    from assistant.cash_ledger import load_history
+    from assistant.cash_model import KEYS, Capacities
+    from assistant.cash_reconcile import reconcile_cash
+
+    zone = ZoneInfo(ZONE)
+    history = generate(4, start=date(2025, 3, 3), zone=zone, seed=11, per_day=60)
+    section = BackofficeSection()
+    caps = Capacities(section.store_capacity(), section.cashbox_capacity, section.hopper_capacity())
+    floats = dict(zip(KEYS, (300, 100, 200, 30, 50, 50, 60, 20, 0), strict=True))
+    async with Database(tmp_path / "year.db") as db:
+        report = await load_history(db, history, zone=zone, float_counts=floats, capacities=caps, cycle_days=2)
+        assert report.payments == len(history) and report.collections == 1
+        assert (await reconcile_cash(db, LedgerBilling(db))).discrepancies == ()
+        back = {t.payment_id: t for t in await read_database(db)}
+        assert back == {t.payment_id: t for t in history}
+        days = await reconcile_days(db, date(2025, 3, 3), date(2025, 3, 6), zone=zone)
+        assert [r.discrepancies for r in days] == [()] * 4
+        assert sum(r.payments.get("cash", 0) for r in days) == sum(t.method == "cash" for t in history)
+        victim = next(t for t in history if t.method == "cash" and t.day(zone) == date(2025, 3, 4))
+        async with db.transaction() as tx:
+            await tx.execute("DELETE FROM billing_posting WHERE reference = ?", (f"{victim.payment_id}:pay",))
+        days = await reconcile_days(db, date(2025, 3, 3), date(2025, 3, 6), zone=zone)
+    assert [len(r.discrepancies) for r in days] == [0, 1, 0, 0]
+    d = days[1].discrepancies[0]
+    assert (d.kind, d.payment_ids) == (Kind.MISSING_POSTING, (victim.payment_id,))
