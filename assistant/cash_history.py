@@ -46,7 +46,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from assistant.backoffice import COIN_VALUES, NOTE_VALUES, BackofficeError, parse_stamp
-from assistant.cash_journal import replay
 from assistant.storage import Database
 
 COLUMNS = ("kiosk_id", "payment_id", "at", "account_no", "method", "bank", "due_fen", "tendered")
@@ -216,7 +215,8 @@ async def read_database(db: Database, kiosk_id: str | None = None, since: str = 
     """Payments from the kiosk's journal (``since <= created_at < until``, UTC stamps).
 
     Cash payments count with what the customer inserted (a cancelled one is left out:
-    its cash went back); card and e-wallet payments with their charge, once charged.
+    its cash went back; one still open too); card and e-wallet payments with their
+    charge, once charged. Only the entries that say so are read.
     """
     params: list[object] = [since, until]
     where = "p.created_at >= ? AND p.created_at < ?"
@@ -225,27 +225,29 @@ async def read_database(db: Database, kiosk_id: str | None = None, since: str = 
         params.append(kiosk_id)
     heads = {r["id"]: r for r in await db.fetchall(f"SELECT * FROM payment p WHERE {where}", params)}
     rows = await db.fetchall(
-        f"SELECT j.payment_id, j.id, j.step, j.state, j.amount_fen, j.detail, j.at FROM journal j "
-        f"JOIN payment p ON p.id = j.payment_id WHERE {where} ORDER BY j.payment_id, j.id", params,
+        f"SELECT j.payment_id, j.id, j.step, j.state, j.amount_fen, j.detail FROM journal j "
+        f"JOIN payment p ON p.id = j.payment_id WHERE {where} AND ((j.step IN ('note', 'coin', 'charge') "
+        f"AND j.state = 'done') OR j.step IN ('close', 'cancel')) ORDER BY j.payment_id, j.id", params,
     )
     out: list[Transaction] = []
     for pid, entries in _group(rows):
         head = heads[pid]
         at = parse_stamp(head["created_at"])
+        steps = {e["step"] for e in entries}  # type: ignore[index]
         if head["method"] == "cash":
-            st = replay(head, entries)
-            if st.cancelled or not st.closed or not (st.notes or st.coins):
+            if "cancel" in steps or "close" not in steps:
                 continue
             tendered = _inserted_in_order(entries)
-            out.append(Transaction(head["kiosk_id"], pid, at, head["account_no"], "cash", int(head["due_fen"]),
-                                   tendered))
+            if tendered:
+                out.append(Transaction(head["kiosk_id"], pid, at, head["account_no"], "cash", int(head["due_fen"]),
+                                       tendered))
         else:
-            charge = [e for e in entries if e["step"] == "charge" and e["state"] == "done"]
+            charge = [e for e in entries if e["step"] == "charge"]  # type: ignore[index]
             if not charge:
                 continue
-            bank = json.loads(charge[-1]["detail"] or "{}").get("bank", "")
+            bank = json.loads(charge[-1]["detail"] or "{}").get("bank", "")  # type: ignore[index]
             out.append(Transaction(head["kiosk_id"], pid, at, head["account_no"], head["method"],
-                                   int(charge[-1]["amount_fen"]), (), bank))
+                                   int(charge[-1]["amount_fen"]), (), bank))  # type: ignore[index]
     out.sort(key=lambda t: t.at)
     return out
 

@@ -85,6 +85,15 @@ def bucket(count: int) -> int:
     return _LOOKUP[count] if count < len(_LOOKUP) else bisect_right(_EDGES, count) - 1
 
 
+Piece = tuple[int, int, bool]
+"""A compiled note or coin: (index into :data:`KEYS`, value in fen, is a note)."""
+
+
+def compile_pieces(pieces: Sequence[tuple[str, int]]) -> tuple[Piece, ...]:
+    """``(unit, value)`` pairs as :data:`Piece` (done once per payment of a history)."""
+    return tuple((INDEX[(unit, v)], v, unit == NOTES) for unit, v in pieces)
+
+
 @dataclass(frozen=True)
 class Payout:
     """Change paid by the model: pieces per stock index and the value."""
@@ -225,28 +234,32 @@ class KioskCash:
         self.cash_fen = sum(v * n for v, n in zip(VALUES, self.counts, strict=True))
         """All cash inside the kiosk (stock and cashbox)."""
 
-    def pay(self, due_fen: int, pieces: Sequence[tuple[str, int]]) -> PaymentResult:
-        """Take one cash payment (pieces in the order the customer inserts them)."""
-        counts, caps, maker = self.counts, self.caps, self.maker
+    def pay(self, due_fen: int, pieces: Sequence[tuple[str, int]] | Sequence[Piece]) -> PaymentResult:
+        """Take one cash payment (pieces in the order the customer inserts them).
+
+        ``pieces`` are ``(unit, value)`` pairs, or the same compiled by :func:`compile_pieces`.
+        """
+        if pieces and len(pieces[0]) == 2:
+            pieces = compile_pieces(pieces)  # type: ignore[arg-type]
+        counts, caps, maker, limit = self.counts, self.caps, self.maker, self.limit
         inserted = 0
         credit_excess = False
         shortfall = False
         routes: list[str] = []
         checked: tuple[int, Payout] | None = None
-        for unit, v in pieces:
+        for i, v, note in pieces:  # type: ignore[misc]
             total = inserted + v
-            if unit == NOTES and total > due_fen and not credit_excess:
+            if note and total > due_fen and not credit_excess:
                 change = total - due_fen
                 p = maker.plan(change, counts)
                 checked = (change, p)
-                if change - p.paid_fen >= self.limit:
+                if change - p.paid_fen >= limit:
                     # the kiosk would hand the note back; the customer credits the excess
                     shortfall = credit_excess = True
-            i = INDEX[(unit, v)]
             if counts[i] < caps[i]:
                 counts[i] += 1
-                routes.append("store" if unit == NOTES else "hopper")
-            elif unit == NOTES and self.cashbox_notes < self.cashbox_cap:
+                routes.append("store" if note else "hopper")
+            elif note and self.cashbox_notes < self.cashbox_cap:
                 self.cashbox[v] = self.cashbox.get(v, 0) + 1
                 self.cashbox_notes += 1
                 routes.append("cashbox")

@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from assistant.cash_model import KEYS, Capacities, ChangeMaker, KioskCash
+from assistant.cash_model import KEYS, Capacities, ChangeMaker, KioskCash, Piece
 
-CashDay = tuple[tuple[int, tuple[tuple[str, int], ...], int], ...]
-"""One day's cash payments: (due fen, pieces inserted, minute of the day)."""
+CashDay = tuple[tuple[int, tuple[Piece, ...], int], ...]
+"""One day's cash payments: (due fen, pieces inserted (compiled), minute of the day)."""
 SNAPSHOT_MINUTES = tuple(range(8 * 60, 19 * 60, 60))
 """Times of day (minutes) the levels are sampled at for the chart."""
 

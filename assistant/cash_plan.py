@@ -47,7 +47,7 @@ from assistant.cash_cost import (
     cycle_cost,
 )
 from assistant.cash_history import Transaction
-from assistant.cash_model import IS_NOTE, KEYS, VALUES, Capacities
+from assistant.cash_model import IS_NOTE, KEYS, VALUES, Capacities, compile_pieces
 from assistant.cash_montecarlo import (
     NOTE_ORDER,
     SNAPSHOT_MINUTES,
@@ -103,7 +103,7 @@ def compile_history(transactions: Sequence[Transaction], zone: ZoneInfo, kiosk_i
             continue
         local = t.at.astimezone(zone)
         i = index[local.date()]
-        cash[i].append((t.due_fen, t.tendered, local.hour * 60 + local.minute))
+        cash[i].append((t.due_fen, compile_pieces(t.tendered), local.hour * 60 + local.minute))
         net[i] += min(t.tendered_fen, -(-t.due_fen // 10) * 10)
     cash_count = sum(len(c) for c in cash)
     if cash_count == 0:

@@ -302,8 +302,23 @@ def reconcile_window(w: Window, days: Sequence[date], zone: ZoneInfo, kiosk_id: 
     for pid, head in w.payments.items():
         by_day[business_day(head["created_at"], zone)].append(pid)
     postings_by_payment: dict[str, list[Posting]] = defaultdict(list)
+    strays: dict[date, list[Posting]] = defaultdict(list)
     for p in w.postings.values():
-        postings_by_payment[payment_of(p.reference)].append(p)
+        owner = payment_of(p.reference)
+        postings_by_payment[owner].append(p)
+        if owner not in w.payments:  # only these can be postings without a payment of their day
+            strays[business_day(p.at, zone)].append(p)
+    stray_settlements: dict[date, list[Charge]] = defaultdict(list)
+    for (_, ref), recs in w.settlements.items():
+        if ref not in w.payments:
+            for c in recs:
+                stray_settlements[business_day(c.at, zone)].append(c)
+    counts: dict[date, list[Any]] = defaultdict(list)
+    for c in w.counts:
+        counts[business_day(c["at"], zone)].append(c)
+    exchanges: dict[date, list[Any]] = defaultdict(list)
+    for x in w.exchanges:
+        exchanges[business_day(x["started_at"], zone)].append(x)
     balance = dict(w.opening)
     moves = iter(w.movements)
     pending = next(moves, None)
@@ -320,7 +335,8 @@ def reconcile_window(w: Window, days: Sequence[date], zone: ZoneInfo, kiosk_id: 
             todays.append(pending)
             pending = next(moves, None)
         reports.append(_day(w, day, start, end, sorted(by_day.get(day, [])), postings_by_payment, balance, todays,
-                            kiosk_id))
+                            kiosk_id, strays.get(day, []), stray_settlements.get(day, []), counts.get(day, []),
+                            exchanges.get(day, [])))
         for m in todays:
             key = (m["unit"], int(m["denomination_fen"]))
             balance[key] = balance.get(key, 0) + int(m["delta"])
@@ -329,7 +345,8 @@ def reconcile_window(w: Window, days: Sequence[date], zone: ZoneInfo, kiosk_id: 
 
 def _day(w: Window, day: date, start: str, end: str, pids: Sequence[str],
          postings_by_payment: Mapping[str, list[Posting]], opening: Mapping[tuple[str, int], int],
-         movements: Sequence[Any], kiosk_id: str) -> DayReport:
+         movements: Sequence[Any], kiosk_id: str, strays: Sequence[Posting], stray_settlements: Sequence[Charge],
+         counts: Sequence[Any], exchanges: Sequence[Any]) -> DayReport:
     found: list[Discrepancy] = []
     notes: list[str] = []
     methods: dict[str, int] = defaultdict(int)
@@ -367,13 +384,8 @@ def _day(w: Window, day: date, start: str, end: str, pids: Sequence[str],
             found += _noncash(w, head, rows, postings_by_payment.get(pid, []), clearing, notes, start, end)
             expected_refs.add(f"{pid}-pay")
     # postings made that day that no payment of the window explains
-    mine = {pid for pid in pids}
-    for p in w.postings.values():
-        if not start <= p.at < end:
-            continue
+    for p in strays:
         owner = payment_of(p.reference)
-        if owner in mine or owner in w.payments:
-            continue
         if owner in w.other_payments:
             notes.append(f"posting {p.reference} ({yuan(p.amount_fen)}) on this day belongs to payment {owner} "
                          f"of {w.other_payments[owner]['created_at'][:10]}")
@@ -385,23 +397,21 @@ def _day(w: Window, day: date, start: str, end: str, pids: Sequence[str],
         else:
             found.append(Discrepancy(Kind.POSTING_WITHOUT_PAYMENT, f"posting {p.reference} of {yuan(p.amount_fen)} "
                                      f"yuan to {p.account_no} belongs to no payment", (), p.amount_fen))
-    # settled charges that no payment explains
-    for (channel, ref), recs in w.settlements.items():
-        for c in recs:
-            if not start <= c.at < end:
-                continue
-            head = w.payments.get(ref) or w.other_payments.get(ref)
-            if head is None:
-                found.append(Discrepancy(Kind.SETTLEMENT_WITHOUT_PAYMENT, f"{channel} settlement {c.gateway_ref} of "
-                                         f"{yuan(c.amount_fen)} yuan ({c.bank}) names payment {ref}, which the "
-                                         f"journal does not have", (ref,), c.amount_fen))
-            elif ref not in w.payments:
-                notes.append(f"{channel} settlement of payment {ref} (opened {head['created_at'][:10]}) "
-                             f"settled on this day")
+    # settled charges that no payment of the window explains
+    for c in stray_settlements:
+        ref, channel = c.reference, c.channel
+        head = w.other_payments.get(ref)
+        if head is None:
+            found.append(Discrepancy(Kind.SETTLEMENT_WITHOUT_PAYMENT, f"{channel} settlement {c.gateway_ref} of "
+                                     f"{yuan(c.amount_fen)} yuan ({c.bank}) names payment {ref}, which the "
+                                     f"journal does not have", (ref,), c.amount_fen))
+        else:
+            notes.append(f"{channel} settlement of payment {ref} (opened {head['created_at'][:10]}) "
+                         f"settled on this day")
     found += [_unassigned(m) for m in movements if not m["payment_id"] and m["reason"] in ("unassigned", "correction")]
-    units, unit_problems = _units(opening, movements, w.counts, start, end, moved_by_payment)
+    units, unit_problems = _units(opening, movements, counts, moved_by_payment)
     found += unit_problems
-    found += _exchanges(w.exchanges, start, end)
+    found += _exchanges(exchanges)
     lines = tuple(ClearingLine(ch, bank, v[0], v[1], v[2], None if ch == "cash" else v[3])
                   for (ch, bank), v in sorted(clearing.items()))
     return DayReport(kiosk_id, day, dict(methods), cash, lines, tuple(units), tuple(found), tuple(notes))
@@ -529,19 +539,21 @@ def _unassigned(m: Any) -> Discrepancy:
                        (), d * v, m["unit"], v)
 
 
-def _units(opening: Mapping[tuple[str, int], int], movements: Sequence[Any], counts: Sequence[Any], start: str,
-           end: str, moved_by_payment: Mapping[str, Mapping[tuple[str, int], int]]
+def _units(opening: Mapping[tuple[str, int], int], movements: Sequence[Any], counts: Sequence[Any],
+           moved_by_payment: Mapping[str, Mapping[tuple[str, int], int]]
            ) -> tuple[list[UnitLine], list[Discrepancy]]:
-    keys = {k for k, v in opening.items() if v} | {(m["unit"], int(m["denomination_fen"])) for m in movements}
-    todays_counts = [c for c in counts if start <= c["at"] < end]
-    keys |= {(c["unit"], int(c["denomination_fen"])) for c in todays_counts}
+    by_key: dict[tuple[str, int], list[Any]] = defaultdict(list)
+    for m in movements:
+        by_key[(m["unit"], int(m["denomination_fen"]))].append(m)
+    keys = {k for k, v in opening.items() if v} | set(by_key)
+    keys |= {(c["unit"], int(c["denomination_fen"])) for c in counts}
     last_count: dict[tuple[str, int], Any] = {}
-    for c in todays_counts:
+    for c in counts:
         last_count[(c["unit"], int(c["denomination_fen"]))] = c
     lines, problems = [], []
     order = {"notes": 0, "cashbox": 1, "coins": 2}
     for key in sorted(keys, key=lambda k: (order.get(k[0], 9), -k[1])):
-        mine = [m for m in movements if (m["unit"], int(m["denomination_fen"])) == key]
+        mine = by_key.get(key, [])
         start_n = opening.get(key, 0)
         pin = sum(int(m["delta"]) for m in mine if int(m["delta"]) > 0)
         pout = -sum(int(m["delta"]) for m in mine if int(m["delta"]) < 0)
@@ -565,13 +577,11 @@ def _units(opening: Mapping[tuple[str, int], int], movements: Sequence[Any], cou
     return lines, problems
 
 
-def _exchanges(rows: Sequence[Any], start: str, end: str) -> list[Discrepancy]:
+def _exchanges(rows: Sequence[Any]) -> list[Discrepancy]:
     from assistant.cassette import report_from_row
 
     out = []
     for row in rows:
-        if not start <= row["started_at"] < end:
-            continue
         r = report_from_row(row)
         for title, diff in (("found at opening", r.difference_out), ("after loading", r.difference_in)):
             for v, d in diff.items():
