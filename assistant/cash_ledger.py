@@ -33,6 +33,7 @@ from assistant.backoffice import BackofficeError, utc_stamp
 from assistant.cash_history import Transaction
 from assistant.cash_journal import Outcome, Step, replay
 from assistant.cash_model import COINS, KEYS, NOTES, VALUES, Capacities, ChangeMaker, KioskCash
+from assistant.cash_montecarlo import Progress
 from assistant.payments import SandboxGateway
 from assistant.receipts import receipt_from_state
 from assistant.seed import hash_pin
@@ -123,8 +124,12 @@ async def load_history(
     capacities: Capacities,
     cycle_days: int,
     auto_credit_limit_fen: int = 100,
+    progress: bool = False,
 ) -> LoadReport:
-    """Write one kiosk's history into ``db`` (which must hold no payments yet)."""
+    """Write one kiosk's history into ``db`` (which must hold no payments yet).
+
+    ``progress`` shows a progress bar over the days when loading takes more than a second.
+    """
     kiosks = sorted({t.kiosk_id for t in transactions})
     if len(kiosks) != 1:
         raise BackofficeError(f"a kiosk database holds one kiosk; the history has {len(kiosks)}: "
@@ -156,6 +161,7 @@ async def load_history(
     collections = shortfalls = cash_payments = 0
     day = first
     index = 0
+    bar = Progress((last - first).days + 1, "loading days", progress)
     while day <= last:
         if index and index % cycle_days == 0:
             _collect(w, kiosk, start, staff, utc_stamp(datetime.combine(day, OPENING, zone)))
@@ -171,8 +177,10 @@ async def load_history(
             for v, n in _levels(kiosk, unit).items():
                 w.counts.append((unit, v, n, count_at))
         await w.flush(db)
+        bar(1)
         day += timedelta(days=1)
         index += 1
+    bar.close()
     await _books(db)
     return LoadReport(len(ordered), cash_payments, collections, index, shortfalls)
 

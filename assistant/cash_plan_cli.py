@@ -240,4 +240,5 @@ async def _load(path: Path, history: list[Transaction], config: Config, cycle_da
     caps = Capacities(section.store_capacity(), section.cashbox_capacity, section.hopper_capacity())
     async with Database(path) as db:
         return await load_history(db, history, zone=tz(section), float_counts=floats, capacities=caps,
-                                  cycle_days=cycle_days, auto_credit_limit_fen=cash_cfg.auto_credit_limit_fen)
+                                  cycle_days=cycle_days, auto_credit_limit_fen=cash_cfg.auto_credit_limit_fen,
+                                  progress=sys.stderr.isatty())

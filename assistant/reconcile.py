@@ -600,9 +600,9 @@ async def reconcile_days(
 ) -> list[DayReport]:
     """Reconcile every business day from ``first`` to ``last`` (one read for all of them).
 
-    Raises :class:`BackofficeError` when ``require_data`` and a day has nothing at all
-    (no payment, posting, settlement, movement or count): that is a wrong date, not a
-    clean day.
+    Raises :class:`BackofficeError` when ``require_data`` and the days have nothing at
+    all (no payment, posting, settlement, movement or count): that is a wrong date, not
+    a clean day.
     """
     if last < first:
         raise BackofficeError(f"--to {last} is before --date {first}")
@@ -614,13 +614,12 @@ async def reconcile_days(
     kiosk = kiosk_id or _kiosk_of(w) or ""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     reports = reconcile_window(w, days, zone, kiosk)
-    if require_data:
-        empty = [r.day for r in reports if _empty(r)]
-        if empty:
-            span = await data_span(db, zone)
-            where = f"; the database has data from {span[0]} to {span[1]}" if span else "; the database has no payments"
-            shown = ", ".join(str(d) for d in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-            raise BackofficeError(f"--date: no payments, postings, settlements or cash movements on {shown}{where}")
+    if require_data and all(_empty(r) for r in reports):
+        # a quiet day inside a run of days is reported as such; a date (or run) with nothing is a wrong date
+        span = await data_span(db, zone)
+        where = f"; the database has data from {span[0]} to {span[1]}" if span else "; the database has no payments"
+        when = str(first) if first == last else f"{first} .. {last}"
+        raise BackofficeError(f"--date: no payments, postings, settlements or cash movements on {when}{where}")
     return reports
 
 
