@@ -556,3 +556,20 @@ class AlertService:
             return {}
         body = json.loads(row[0])
         return {(unit, int(v)): int(n) for unit, counts in body.items() for v, n in counts.items()}
+
+
+def open_alerts(db: Database, config: Config, packs: Any = None, notifier: Notifier | None = None) -> AlertService:
+    """The alert service as the runtime runs it: the configured notifier, texts from the default pack.
+
+    Args:
+        db: the open kiosk database.
+        config: the kiosk config.
+        packs: the locale packs (``LocaleRegistry``); their default pack renders the text
+            put into each notification. None: notifications carry ids and slots only.
+        notifier: override the configured channel (e.g. the runtime's own).
+    """
+    render = None
+    if packs is not None:
+        def render(prompt_id: str, slots: Mapping[str, Any]) -> str:
+            return packs.default.render(prompt_id, slots).display
+    return AlertService(db, config, notifier, render=render)

@@ -16,14 +16,17 @@
 
 Change plans come from :class:`ChangeMaker`. ``exact`` calls the kiosk's change-making
 on the model's exact stock for every payment. The Monte Carlo planner runs millions
-of payments, and the kiosk's change-making costs 0.1-0.7 ms a call, so
-``fast`` mode calls the *same* function on a coarsened view of the stock (counts
-above 12 rounded to the middle of geometric buckets ~12 % wide, which changes the
-scarcity weights by a few per cent) and remembers the answer per (amount, view).
-The plan is used only if the real stock can pay every piece of it and it pays all
-the 角; otherwise, and for every shortfall, the exact stock decides. A shortfall is
-therefore always what the kiosk itself would have found; only the choice between
-several exact payouts can differ (``bench/back_office.py`` measures how often).
+of payments, and the kiosk's change-making costs 0.1-0.7 ms a call, so ``fast`` mode
+calls the *same* functions on a coarsened view of the stock: counts above five are
+rounded to the middle of buckets over which a piece's scarcity weight
+(:func:`~assistant.change.piece_cost`) changes by at most a factor of 1.5, and each view gets one
+:class:`~assistant.change.ChangeTable` (one solve answers every change amount that
+uses the same denominations). A plan is used only if the real stock can pay every
+piece of it and it pays all the 角; otherwise, and for every shortfall, the exact
+stock decides. A shortfall is therefore always what the kiosk itself would have
+found; only the choice between several exact payouts can differ, and
+``bench/back_office.py`` measures what that changes (the verdict per cycle and the
+lowest levels reached).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from assistant.alerts import (
     NotifyError,
     WebhookNotifier,
     make_notifier,
+    open_alerts,
 )
 from assistant.backoffice import utc_stamp
 from assistant.config import Config
@@ -133,6 +134,18 @@ async def test_alert_texts_render_in_every_pack(db: Database, tmp_path: Path, pa
     assert "¥10.00" in zh.render(low.prompt_id, low.slots).display
     fault = next(a for a in svc.pending() if a.kind == AlertKind.FAULT)
     assert zh.render(fault.prompt_id, fault.slots).display.startswith(zh.label("device_notes"))
+
+
+async def test_notifications_carry_the_default_pack_text(db: Database, tmp_path: Path, packs) -> None:
+    await _kiosk_state(db)
+    svc = open_alerts(db, _config(tmp_path), packs)
+    await svc.check(T0)
+    by_kind = {str(a.kind): a for a in svc.pending()}
+    sent = [json.loads(p.read_text()) for p in (tmp_path / "drop").glob("*.json")]
+    assert len(sent) == 4
+    for msg in sent:
+        assert msg["text"] == packs.default.render(msg["prompt_id"], by_kind[msg["alert"]].slots).display
+    assert any("95598" not in m["text"] and "920" in m["text"] for m in sent)  # the cashbox count
 
 
 async def test_customers_see_the_hall_phone_while_no_staff_are_there(db: Database, tmp_path: Path) -> None:
