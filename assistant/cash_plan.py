@@ -45,6 +45,7 @@ from assistant.cash_cost import (
     choose_cycle,
     combined,
     cycle_cost,
+    unconstrained_optimum,
 )
 from assistant.cash_history import Transaction
 from assistant.cash_model import IS_NOTE, KEYS, VALUES, Capacities, compile_pieces
@@ -178,16 +179,27 @@ def _running_max(r: CycleRecord, days: int) -> tuple[int, ...]:
     return tuple(levels.max(axis=0))
 
 
-def insured_horizon(kb: KioskBook, section: BackofficeSection, cycles: int) -> int:
-    """The longest candidate cycle whose cash taken (without float) stays insured at the service level."""
-    best = min(section.cycles_days)
+def takings_quantiles(kb: KioskBook, section: BackofficeSection, cycles: int) -> dict[int, int]:
+    """Per candidate cycle: net cash taken over the cycle at the service level (fen, float not included).
+
+    Resampled the way the Monte Carlo resamples days; no change-making is needed for
+    a total, so every candidate gets its figure cheaply.
+    """
     net = np.array(kb.net_cash)
+    out = {}
     for days in sorted(section.cycles_days):
         picks = np.array(draw_cycles(kb.book, days, cycles, section.seed, f"insured:{kb.kiosk_id}:{days}"))
-        if _quantile(net[picks].sum(axis=1), section.service_level) <= section.insured_limit_fen:
-            best = days
-        else:
+        out[days] = int(_quantile(net[picks].sum(axis=1), section.service_level))
+    return out
+
+
+def insured_horizon(takings: Mapping[int, int], section: BackofficeSection) -> int:
+    """The longest candidate cycle whose takings alone stay within the insured limit (the shortest if none)."""
+    best = min(section.cycles_days)
+    for days in sorted(takings):
+        if takings[days] > section.insured_limit_fen:
             break
+        best = days
     return best
 
 
@@ -437,8 +449,9 @@ def plan_hall(
     ids = sorted({t.kiosk_id for t in transactions})
     books = [compile_history(transactions, zone, k) for k in ids]
     explore_n = max(60, min(sims // 10, 600))
-    horizon = min(insured_horizon(kb, section, max(200, sims // 5)) for kb in books)
-    # one cycle longer than the insured horizon, so the report shows what the limit excludes
+    takings = {kb.kiosk_id: takings_quantiles(kb, section, max(200, sims // 5)) for kb in books}
+    horizon = min(insured_horizon(takings[kb.kiosk_id], section) for kb in books)
+    # simulate one cycle longer than the insured horizon, so the report shows what the limit excludes
     longer = [d for d in sorted(section.cycles_days) if d > horizon]
     max_days = longer[0] if longer else horizon
     estimates = {kb.kiosk_id: explore(kb, section, max_days, explore_n, caps=caps,
@@ -454,6 +467,17 @@ def plan_hall(
                                                kb.daily_takings)
             problems[kb.kiosk_id][d] = _checks(est.taken_q + est.float_fen, est.cashbox_q, est.coins_over_q,
                                                section)
+    # longer cycles are out on the takings alone; their cost (with the longest simulated cycle's
+    # float) still goes on the curve, so the report shows the whole trade-off
+    beyond = sorted(d for d in section.cycles_days if d > max_days)
+    for kb in books:
+        fl = estimates[kb.kiosk_id][max_days].float_fen
+        for d in beyond:
+            costs[kb.kiosk_id][d] = cycle_cost(d, section.escort_cost_fen, section.holding_rate, fl,
+                                               kb.daily_takings)
+            problems[kb.kiosk_id][d] = [f"takings alone reach {yuan(takings[kb.kiosk_id][d])} yuan, over the "
+                                        f"insured {yuan(section.insured_limit_fen)}"]
+    candidates = sorted(section.cycles_days)
     searched: dict[int, dict[str, FloatStandard]] = {}
     while True:
         choice = choose_cycle([_hall_option(d, books, costs, problems, section) for d in candidates])
@@ -581,6 +605,11 @@ def summary(plan: HallPlan) -> str:
         why = "" if r["allowed"] == "yes" else f"  ({r['why_not']})"
         lines.append(f"  {r['days']:>4} {r['escort_per_day']:>10} {r['holding_per_day']:>10} {r['total_per_day']:>10} "
                      f"{r['average_cash']:>12}  {r['allowed']:<3}{mark}{why}")
+    takings = sum(k.daily_takings_fen for k in plan.kiosks)
+    best = unconstrained_optimum(s.escort_cost_fen, s.holding_rate, takings)
+    if math.isfinite(best):
+        lines.append(f"  without limits the cost is lowest near {best:.1f} days (sqrt(2 x escort / (holding x "
+                     f"daily takings)))")
     lines.append("")
     if plan.days is None:
         lines.append("no cycle is allowed:")
