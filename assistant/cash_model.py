@@ -78,6 +78,8 @@ _EXACT_BELOW = 5
 _EDGES = scarcity_edges(_EXACT_BELOW, 1.5)
 _REP = _reps(_EDGES, _EXACT_BELOW)
 _LOOKUP = [bisect_right(_EDGES, c) - 1 for c in range(5001)]
+_BAND = [bisect_right(VALUES, t * SMALLEST_PAYABLE_FEN) for t in range(VALUES[-1] // SMALLEST_PAYABLE_FEN)]
+"""Change amount // 10 -> how many denominations are worth no more than it (below 100 元)."""
 # change amounts (fen) that use the same denominations share one table: bands between values
 _BAND_TOP = [VALUES[k] - SMALLEST_PAYABLE_FEN if k < len(VALUES) else 0 for k in range(len(VALUES) + 1)]
 _MAX_TABLES = 20_000
@@ -97,7 +99,7 @@ def compile_pieces(pieces: Sequence[tuple[str, int]]) -> tuple[Piece, ...]:
     return tuple((INDEX[(unit, v)], v, unit == NOTES) for unit, v in pieces)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Payout:
     """Change paid by the model: pieces per stock index and the value."""
 
@@ -141,7 +143,8 @@ class ChangeMaker:
             return _NOTHING
         if not self.fast:
             return self.exact(target, counts)
-        k = bisect_right(VALUES, target)
+        t = target // SMALLEST_PAYABLE_FEN
+        k = _BAND[t] if t < len(_BAND) else bisect_right(VALUES, target)
         lookup = _LOOKUP
         view = tuple([lookup[c] if c < 5001 else bucket(c) for c in counts[:k]])
         key = (target, view)
@@ -195,7 +198,7 @@ class Capacities:
         return [self.store.get(v, 0) if IS_NOTE[i] else self.hopper.get(v, 0) for i, v in enumerate(VALUES)]
 
 
-@dataclass
+@dataclass(slots=True)
 class PaymentResult:
     """What one cash payment did to the model (exact mode keeps the details for a journal)."""
 
