@@ -281,3 +281,24 @@ async def test_a_loaded_history_reconciles_and_a_planted_fault_shows_on_its_day_
     assert [len(r.discrepancies) for r in days] == [0, 1, 0, 0]
     d = days[1].discrepancies[0]
     assert (d.kind, d.payment_ids) == (Kind.MISSING_POSTING, (victim.payment_id,))
+
+
+def test_bank_settlement_files_can_replace_the_sandbox(day: Day, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["reconcile", "--date", str(day.day), "--db", str(day.db), "--out", str(out), "--quiet"]) == 0
+    files = sorted(out.glob("*-settlement-*.csv"))
+    assert [f.name.split("-settlement-")[1] for f in files] == ["card-ICBC.csv", "ewallet-ewallet.csv"]
+    again = tmp_path / "again"
+    args = ["reconcile", "--date", str(day.day), "--db", str(day.db), "--out", str(again), "--quiet"]
+    assert main(args + [a for f in files for a in ("--settlements", str(f))]) == 0
+    # the bank's file lacks the card payment: found from the file as from the sandbox
+    assert main(args + ["--settlements", str(files[1])]) == 3
+    assert "settlement_missing" in next(again.glob("*-discrepancies.csv")).read_text()
+    # a malformed settlement row names its line and field, and nothing is written
+    bad = tmp_path / "bad.csv"
+    bad.write_text(files[0].read_text().replace(",31520,", ",-5,"))
+    fresh = tmp_path / "fresh"
+    assert main(["reconcile", "--date", str(day.day), "--db", str(day.db), "--out", str(fresh),
+                 "--settlements", str(bad)]) == 2
+    assert f"{bad}:2: amount_fen: '-5' is not a positive number of fen" in capsys.readouterr().err
+    assert not fresh.exists()
