@@ -276,7 +276,7 @@ def search_float(kb: KioskBook, section: BackofficeSection, days: int, start: Se
     """
     sl = section.service_level
     cap = caps.of_index()
-    n = max(100, min(400, simulations // 4))
+    n = max(100, min(300, simulations // 4))
     picks = draw_cycles(kb.book, days, n, section.seed, f"search:{kb.kiosk_id}")
     # aim a standard error above the service level: the final run on fresh cycles must pass too
     target = min(0.999, sl + math.sqrt(sl * (1 - sl) / n))
@@ -314,7 +314,7 @@ def search_float(kb: KioskBook, section: BackofficeSection, days: int, start: Se
     if hi is not None:
         if lo is None:  # the estimate passed at once: look below it too
             lo = hi / 2
-        for _ in range(3):  # bisect between failing and passing
+        for _ in range(2):  # bisect between failing and passing
             mid = (lo + hi) / 2
             counts = scaled(mid)
             if best is not None and counts == best[0]:
