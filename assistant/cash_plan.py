@@ -269,9 +269,10 @@ def search_float(kb: KioskBook, section: BackofficeSection, days: int, start: Se
     """The smallest float found that keeps change flowing in ``service_level`` of ``days``-day cycles.
 
     ``start`` is the explore run's estimate; its proportions are kept while the whole
-    float is scaled up until enough search cycles pass, then bisected down, then each
-    denomination gives back half of what stayed unused in nearly every cycle. The
-    search runs on a fixed sample of cycles (each float sees the same days); the
+    float is scaled up until enough search cycles pass, then bisected down; then each
+    denomination is set to how deep the passing float was drawn down (at a level that
+    leaves the service level for all of them together), which is kept if it passes.
+    The search runs on a fixed sample of cycles (each float sees the same days); the
     float found is then verified on ``simulations`` fresh cycles.
     """
     sl = section.service_level
@@ -324,12 +325,15 @@ def search_float(kb: KioskBook, section: BackofficeSection, days: int, start: Se
                 hi, best = mid, (counts, recs)
             else:
                 lo = mid
-    if best is not None:  # give back half of what stayed unused in nearly every cycle
+    if best is not None:
+        # scaling raised every denomination alike: re-estimate each from how deep the passing
+        # float was drawn down (its scarcity is close to the real one), and keep it if it passes
         counts, recs = best
-        low = np.array([r.running_min[-1] for r in recs])
-        spare = [int(_quantile(low[:, i], 1 - sl) // 2) for i in range(len(KEYS))]
-        if any(spare):
-            trimmed = [c - x for c, x in zip(counts, spare, strict=True)]
+        draw = np.array(counts) - np.array([r.running_min[-1] for r in recs])
+        active = max(1, int(np.count_nonzero(draw.max(axis=0))))
+        q_each = 1 - (1 - target) / active
+        trimmed = [min(c, math.ceil(_quantile(draw[:, i], q_each)) + 1) if c else 0 for i, c in enumerate(counts)]
+        if trimmed != counts:
             rate, recs = trial(trimmed)
             if rate >= target:
                 best = (trimmed, recs)
