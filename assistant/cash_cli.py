@@ -241,10 +241,25 @@ def _yuan_to_fen(text: str) -> int | None:
     return int(whole) * 100 + int((frac or "0").ljust(2, "0"))
 
 
+def _register_plan(p: argparse.ArgumentParser) -> None:
+    from assistant.cash_plan_cli import register_plan
+
+    register_plan(p)
+
+
+def _register_simulate_history(p: argparse.ArgumentParser) -> None:
+    from assistant.cash_plan_cli import register_simulate
+
+    register_simulate(p)
+
+
 SUBCOMMANDS: dict[str, tuple[str, Registrar]] = {
     "levels": ("what each unit holds, next to the books", _register_levels),
     "insert": ("put a note or coin into the simulator of the running kiosk", _register_insert),
     "exchange": ("cassette exchange under dual control (bank + hall staff)", _register_exchange),
+    "plan": ("remittance cycle and float standard from the transaction history", _register_plan),
+    "simulate-history": ("make a demo transaction history (CSV; optionally load it into a fresh database)",
+                         _register_simulate_history),
 }
 """Sub-commands of ``main.py cash``: name -> (help, registrar)."""
 

@@ -167,6 +167,8 @@ class PaymentState:
     closed_at: str = ""
     notes: list[int] = field(default_factory=list)
     """Values of notes stacked, in order."""
+    note_routes: list[tuple[int, str]] = field(default_factory=list)
+    """(value, ``store`` or ``cashbox``) of each note stacked: where it went."""
     coins: list[int] = field(default_factory=list)
     """Values of coins accepted, in order."""
     pending_note: dict[str, Any] | None = None
@@ -254,6 +256,7 @@ def replay(payment: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> Pay
             else:
                 if state == "done":
                     st.notes.append(int(d["value"]))
+                    st.note_routes.append((int(d["value"]), str(d.get("route", "cashbox"))))
                 if st.pending_note and st.pending_note["id"] == d.get("intent"):
                     st.pending_note = None
         elif step == Step.COIN and state == "done":

@@ -166,6 +166,42 @@ def best_change(target_fen: int, stock: Mapping[Any, int]) -> ChangePlan:
     return ChangePlan(target_fen=target_fen, counts=plan.counts, cost=plan.cost)
 
 
+class ChangeTable:
+    """:func:`best_change` for every amount up to ``max_fen`` over one stock, from one solve.
+
+    The DP table of the largest amount already holds the answer for every smaller
+    one (a bundle wider than an amount never touches its cell), so
+    ``ChangeTable(max_fen, stock).best(t)`` equals ``best_change(t, stock)`` for any
+    ``t <= max_fen`` - the same plan, chosen the same way - at the cost of one solve
+    and one backtrack per amount asked. Used where many payments are planned over
+    the same stock (cash planning).
+    """
+
+    def __init__(self, max_fen: int, stock: Mapping[Any, int]) -> None:
+        if max_fen < 0:
+            raise ValueError("change cannot be negative")
+        self.max_fen = max_fen
+        cost, bundles, g = _solve(max_fen, stock)
+        self._g = g
+        self._cost = cost
+        # largest payable amount (in table units) at or below each amount: one lookup per query
+        payable = np.where(cost < _INF, np.arange(cost.size), -1)
+        self._best_at = np.maximum.accumulate(payable)
+        self._bundles = bundles
+
+    def best(self, target_fen: int) -> ChangePlan:
+        """The plan :func:`best_change` gives for ``target_fen`` (at most ``max_fen``)."""
+        if target_fen < 0:
+            raise ValueError("change cannot be negative")
+        if target_fen > self.max_fen:
+            raise ValueError(f"{target_fen} fen is beyond this table ({self.max_fen} fen)")
+        if target_fen == 0:
+            return ChangePlan(target_fen=0)
+        units = int(self._best_at[target_fen // self._g])
+        plan = _rebuild(units, self._cost, self._bundles, self._g, units * self._g)
+        return ChangePlan(target_fen=target_fen, counts=plan.counts, cost=plan.cost)
+
+
 def greedy_change(target_fen: int, stock: Mapping[Any, int]) -> ChangePlan | None:
     """Largest piece first, bounded by stock; None when it gets stuck (the baseline)."""
     left = target_fen

@@ -89,6 +89,22 @@ class PaymentGateway(abc.ABC):
     async def settlements(self, business_date: str) -> list[Charge]:
         """The gateway's approved charges for one business day (YYYY-MM-DD, UTC)."""
 
+    async def settlements_between(self, start: str, end: str) -> list[Charge]:
+        """Approved charges with ``start <= at < end`` (UTC timestamps as the database writes them).
+
+        A kiosk's business day is a local day, which spans two UTC dates; this is how
+        reconciliation asks for it. The default reads :meth:`settlements` for each UTC
+        date the interval touches; a gateway with a range query overrides it.
+        """
+        from datetime import date, timedelta
+
+        day, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+        out: list[Charge] = []
+        while day <= last:
+            out += [c for c in await self.settlements(day.isoformat()) if start <= c.at < end]
+            day += timedelta(days=1)
+        return out
+
 
 class CardTokenizer(abc.ABC):
     """The bank side of binding a card: turns a card number into a token."""
@@ -135,6 +151,7 @@ SANDBOX_SCHEMA = (
         at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (channel, reference)
     )""",
+    "CREATE INDEX IF NOT EXISTS sandbox_charge_at ON sandbox_charge(at)",
 )
 
 SANDBOX_OPENING_BALANCE_FEN = 1_000_000
@@ -254,6 +271,14 @@ class SandboxGateway(PaymentGateway):
         )
         return [_charge(r) for r in rows]
 
+    async def settlements_between(self, start: str, end: str) -> list[Charge]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sandbox_charge WHERE channel = ? AND status = 'approved' AND at >= ? AND at < ? "
+            "ORDER BY at",
+            (self.channel, start, end),
+        )
+        return [_charge(r) for r in rows]
+
 
 class SandboxTokenizer(CardTokenizer):
     """The sandbox bank's card binding: a keyed hash finds the card, a random token names it."""
@@ -316,3 +341,60 @@ async def charge_with_recovery(gateway: PaymentGateway, reference: str, payer: s
             raise PaymentDeclined(f"{gateway.channel} charge {reference} declined: {charge.reason}")
         return charge
     raise GatewayTimeout(f"{gateway.channel} gateway did not answer for {reference}")
+
+
+# ----------------------------------------------------------------------------- settlement files
+
+SETTLEMENT_COLUMNS = ("channel", "bank", "reference", "gateway_ref", "amount_fen", "at")
+"""Columns of a settlement file (one approved charge per line, amounts in fen, times UTC)."""
+
+
+def settlement_csv(records: list[Charge]) -> str:
+    """Approved charges as a settlement file (CSV with :data:`SETTLEMENT_COLUMNS`)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SETTLEMENT_COLUMNS)
+    for c in records:
+        w.writerow([c.channel, c.bank, c.reference, c.gateway_ref, c.amount_fen, c.at])
+    return buf.getvalue()
+
+
+def read_settlement_csv(path: str) -> list[Charge]:
+    """Read a settlement file; raises :class:`PaymentError` naming the line and field of a bad row."""
+    import csv
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, UnicodeDecodeError) as exc:
+        raise PaymentError(f"{path}: cannot read the settlement file ({exc})") from None
+    lines = text.splitlines()
+    if not lines:
+        raise PaymentError(f"{path}: empty settlement file")
+    header = next(csv.reader([lines[0]]))
+    missing = [c for c in SETTLEMENT_COLUMNS if c not in header]
+    if missing:
+        raise PaymentError(f"{path}:1: header lacks column(s) {', '.join(missing)}")
+    out = []
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        row = dict(zip(header, next(csv.reader([line])), strict=False))
+        where = f"{path}:{n}"
+        if row.get("channel") not in ("card", "ewallet"):
+            raise PaymentError(f"{where}: channel: {row.get('channel')!r} is not card or ewallet")
+        amount = (row.get("amount_fen") or "").strip()
+        if not amount.isdigit() or int(amount) <= 0:
+            raise PaymentError(f"{where}: amount_fen: {amount!r} is not a positive number of fen")
+        if not row.get("reference"):
+            raise PaymentError(f"{where}: reference is empty")
+        at = row.get("at") or ""
+        if len(at) < 19 or at[4] != "-" or at[10] != "T":
+            raise PaymentError(f"{where}: at: {at!r} is not a UTC timestamp (YYYY-MM-DDTHH:MM:SS...Z)")
+        out.append(Charge(reference=row["reference"], channel=row["channel"], amount_fen=int(amount),
+                          status=ChargeStatus.APPROVED, gateway_ref=row.get("gateway_ref", ""),
+                          bank=row.get("bank", ""), at=at))
+    return out

@@ -196,6 +196,42 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE UNIQUE INDEX cash_exchange_open ON cash_exchange(unit) WHERE state = 'open'",
         "CREATE INDEX cash_movement_payment ON cash_movement(payment_id)",
     ),
+    # 3: back office: unit counts for reconciliation, cash plans, alerts; indexes for daily reads
+    (
+        """CREATE TABLE cash_count (
+            id INTEGER PRIMARY KEY,
+            unit TEXT NOT NULL,                     -- notes, coins or cashbox
+            denomination_fen INTEGER NOT NULL CHECK (denomination_fen > 0),
+            count INTEGER NOT NULL CHECK (count >= 0),
+            source TEXT NOT NULL,                   -- device (the unit's own levels) or hand
+            at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        "CREATE INDEX cash_count_at ON cash_count(at)",
+        """CREATE TABLE cash_plan (
+            id INTEGER PRIMARY KEY,
+            kiosk_id TEXT NOT NULL,
+            hall TEXT NOT NULL,
+            cycle_days INTEGER NOT NULL CHECK (cycle_days > 0),
+            float TEXT NOT NULL,                    -- JSON unit -> fen -> pieces to load
+            service_level REAL NOT NULL,
+            made_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )""",
+        """CREATE TABLE alert (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                     -- change_low, cashbox_full, hopper_full, insured_limit, fault
+            subject TEXT NOT NULL,                  -- what it is about, e.g. notes:1000
+            detail TEXT NOT NULL DEFAULT '{}',      -- JSON: the figures and the recommended action
+            raised_at TEXT NOT NULL,
+            notified_at TEXT,
+            cleared_at TEXT,
+            acknowledged_at TEXT,
+            acknowledged_by INTEGER REFERENCES staff(id)
+        )""",
+        "CREATE INDEX alert_active ON alert(kind, subject) WHERE cleared_at IS NULL",
+        "CREATE INDEX payment_created ON payment(created_at)",
+        "CREATE INDEX billing_posting_at ON billing_posting(at)",
+        "CREATE INDEX cash_movement_at ON cash_movement(at)",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,153 @@
+"""Cash planning: the float standard replayed on held-out days, the cycle choice, halls, the command."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from assistant.backoffice import BackofficeSection
+from assistant.cash_cost import cycle_cost
+from assistant.cash_history import generate, write_csv
+from assistant.cash_model import KEYS, Capacities
+from assistant.cash_montecarlo import draw_cycles, run_cycles
+from assistant.cash_plan import compile_history, plan_hall
+from assistant.cli import main
+
+ZONE = ZoneInfo("Asia/Shanghai")
+SECTION = replace(BackofficeSection(), service_level=0.9, simulations=120, cycles_days=(1, 2))
+START = date(2025, 3, 3)
+
+
+def binom_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+@pytest.fixture(scope="module")
+def plan():
+    history = generate(42, start=START, zone=ZONE, seed=1, per_day=50)
+    return plan_hall(history, SECTION, zone=ZONE, hall="t")
+
+
+def test_the_float_standard_holds_on_held_out_days(plan) -> None:
+    std = plan.kiosks[0].float_standard
+    assert std is not None and plan.days == std.days
+    assert std.passed >= SECTION.service_level * std.cycles
+    # days the planner never saw, replayed through the kiosk's change-making on the exact stock
+    held_out = compile_history(generate(42, start=START, zone=ZONE, seed=99, per_day=50), ZONE, "K001")
+    caps = Capacities(SECTION.store_capacity(), SECTION.cashbox_capacity, SECTION.hopper_capacity())
+    picks = draw_cycles(held_out.book, std.days, 120, 5, "held-out")
+    failures = sum(r.shortfalls > 0 for r in run_cycles(held_out.book, picks, std.counts(), caps, fast=False))
+    # no more often than the service level allows (up to sampling: a 1 % tail)
+    assert binom_tail(failures, len(picks), 1 - SECTION.service_level) >= 0.01
+    # and the check can fail: with half that float change runs out far too often
+    half = [n // 2 for n in std.counts()]
+    short = sum(r.shortfalls > 0 for r in run_cycles(held_out.book, picks, half, caps, fast=False))
+    assert binom_tail(short, len(picks), 1 - SECTION.service_level) < 1e-6
+
+
+def test_the_plan_is_reproducible_and_the_same_on_two_processes(plan) -> None:
+    history = generate(42, start=START, zone=ZONE, seed=1, per_day=50)
+    again = plan_hall(history, SECTION, zone=ZONE, hall="t", workers=2)
+    assert again.days == plan.days
+    assert again.kiosks[0].float_standard.counts() == plan.kiosks[0].float_standard.counts()
+    assert again.kiosks[0].float_standard.passed == plan.kiosks[0].float_standard.passed
+
+
+def test_the_insured_limit_shortens_the_cycle_and_can_rule_out_every_one() -> None:
+    history = generate(21, start=START, zone=ZONE, seed=2, per_day=50)
+    daily = compile_history(history, ZONE, "K001").daily_takings
+    limit = int(daily * 2)  # a busy day and the float fit, two days do not
+    section = replace(SECTION, insured_limit_fen=limit, simulations=60)
+    p = plan_hall(history, section, zone=ZONE, hall="t")
+    assert p.days == 1
+    two = next(o for o in p.choice.options if o.days == 2)
+    assert not two.feasible and "over the insured" in two.problems[0]
+    assert any(r.startswith("2 d would cost") and "not allowed" in r for r in p.choice.reasons)
+    none = plan_hall(history, replace(section, insured_limit_fen=int(daily // 4)), zone=ZONE, hall="t")
+    assert none.days is None and none.choice.reasons[0] == "no candidate cycle is allowed"
+
+
+def test_a_hall_shares_one_escort_and_adds_up_its_floats() -> None:
+    history = sorted(generate(21, start=START, zone=ZONE, seed=3, per_day=40, kiosk_id="K001")
+                     + generate(21, start=START, zone=ZONE, seed=3, per_day=25, kiosk_id="K002"),
+                     key=lambda t: t.at)
+    p = plan_hall(history, replace(SECTION, simulations=60), zone=ZONE, hall="h")
+    assert [k.kiosk_id for k in p.kiosks] == ["K001", "K002"]
+    stds = [k.float_standard for k in p.kiosks]
+    assert all(s is not None and s.days == p.days for s in stds)
+    total = p.float_total()
+    for i, key in enumerate(KEYS):
+        assert total[key] == stds[0].counts()[i] + stds[1].counts()[i]
+    # one escort visit for the hall, each kiosk's holding cost on top
+    d = p.days
+    expected = cycle_cost(d, SECTION.escort_cost_fen, SECTION.holding_rate, stds[0].value_fen,
+                          p_k(history, "K001")).holding_per_day + cycle_cost(
+        d, SECTION.escort_cost_fen, SECTION.holding_rate, stds[1].value_fen, p_k(history, "K002")).holding_per_day
+    assert p.choice.chosen.cost.holding_per_day == expected
+    assert p.choice.chosen.cost.escort_fen == SECTION.escort_cost_fen // d
+
+
+def p_k(history, kiosk: str):
+    return compile_history(history, ZONE, kiosk).daily_takings
+
+
+def test_the_command_writes_table_csv_and_chart(tmp_path: Path, config, capsys) -> None:
+    csv_path = tmp_path / "h.csv"
+    assert main(["cash", "simulate-history", "--days", "14", "--start", "2025-03-03", "--per-day", "40",
+                 "--out", str(csv_path)]) == 0
+    out = tmp_path / "reports"
+    assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "40", "--workers", "1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "remittance cycle (cost per day, yuan)" in printed and "float standard for K001" in printed
+    files = {p.name.split("-")[-1]: p for p in out.iterdir()}
+    assert set(files) == {"summary.txt", "cycles.csv", "float.csv", "chart.png"}
+    assert files["chart.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = files["float.csv"].read_text().splitlines()
+    assert rows[0] == "kiosk_id,unit,denomination,load,value,capacity,empty_in_cycles,median_lowest_level"
+    assert len(rows) == 1 + len(KEYS)
+    cycles = files["cycles.csv"].read_text().splitlines()
+    assert cycles[0].startswith("days,escort_per_day,holding_per_day,total_per_day")
+    assert sum(1 for r in cycles[1:] if r.split(",")[6] == "yes") == 1  # one recommended cycle
+
+
+def test_a_bad_csv_row_stops_the_plan_and_writes_nothing(tmp_path: Path, config, capsys) -> None:
+    history = generate(3, start=START, zone=ZONE, seed=4, per_day=20)
+    text = write_csv(history, ZONE).splitlines()
+    text[5] = text[5].rsplit(",", 1)[0] + ",10000:-2"  # a negative count on line 6
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(text) + "\n")
+    out = tmp_path / "reports"
+    assert main(["cash", "plan", "--csv", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:6: tendered: negative count -2 of 10000" in err
+    assert not out.exists()
+
+
+def test_plan_from_the_kiosk_database_is_recorded_for_the_alerts(tmp_path: Path, config) -> None:
+    import asyncio
+
+    from assistant.storage import Database
+
+    db = tmp_path / "kiosk.db"
+    assert main(["cash", "simulate-history", "--days", "10", "--start", "2025-03-03", "--per-day", "40",
+                 "--out", str(tmp_path / "h.csv"), "--load", str(db), "--cycle-days", "2"]) == 0
+    assert main(["cash", "plan", "--db", str(db), "--simulations", "40", "--workers", "1",
+                 "--out", str(tmp_path / "r")]) == 0
+
+    async def saved():
+        async with Database(db) as d:
+            return await d.fetchall("SELECT kiosk_id, cycle_days, float FROM cash_plan")
+
+    (row,) = asyncio.run(saved())
+    assert row[0] == "K001" and row[1] >= 1 and '"notes"' in row[2]
+    # loading into a database that exists is refused, and nothing is written
+    assert main(["cash", "simulate-history", "--days", "2", "--out", str(tmp_path / "h2.csv"),
+                 "--load", str(db)]) == 2
+    assert not (tmp_path / "h2.csv").exists()
