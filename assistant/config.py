@@ -72,6 +72,8 @@ SECTIONS: dict[str, str] = {
     "audio": "speech.audio:AudioSection",
     "asr": "speech.asr:AsrSection",
     "tts": "speech.tts:TtsSection",
+    "backoffice": "assistant.backoffice:BackofficeSection",
+    "alerts": "assistant.alerts:AlertsSection",
 }
 
 
