@@ -170,9 +170,18 @@ async def build_kiosk(
                 devices["card"] = card_dev
                 closers.append(card_dev.worker.stop)
 
-        kiosk = Kiosk(dialog, packs, display, runtime_voice, transcript, listener, devices)
+        from assistant.alerts import make_notifier, open_alerts
+
+        notifier = make_notifier(config)
+        kiosk = Kiosk(dialog, packs, display, runtime_voice, transcript, listener, devices, notifier)
         kiosk_ref.append(kiosk)
         services.spawn = kiosk.spawn
+        alerts = open_alerts(db, config, packs, notifier)
+        services.alerts = alerts
+        alerts_stop = asyncio.Event()
+        alerts_task = asyncio.ensure_future(_watch_alerts(alerts, services, alerts_stop))
+        closers.append(lambda: alerts_task)  # closers run in reverse: stop first, then wait
+        closers.append(alerts_stop.set)
 
         cash_side = None
         if cash is not False:
@@ -209,6 +218,22 @@ async def build_kiosk(
         raise
 
 
+async def _watch_alerts(alerts: Any, services: DialogServices, stop: asyncio.Event) -> None:
+    """Keep the dialog's view of the hall (staff on duty, the notice for customers) current
+    while the alert service checks its rules (change running out, cashbox full, faults)."""
+    runner = asyncio.ensure_future(alerts.run(stop))
+    try:
+        while not stop.is_set():
+            services.staff_present = alerts.staff_present()
+            services.customer_notice = alerts.customer_notice()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 30.0)
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
 async def _open_cash(config: Config, db: Database, billing: Any, kiosk: Kiosk, factory: Any, problems: list[str]) -> Any:
     """The cash side (units + payment service), or None with the reason recorded."""
     from assistant.cash_setup import open_cash
@@ -216,10 +241,16 @@ async def _open_cash(config: Config, db: Database, billing: Any, kiosk: Kiosk, f
     def on_device(unit: str, command: str, args: dict[str, Any]) -> None:
         kiosk.transcript.add("device", f"{unit}.{command} {args or ''}".rstrip())
 
+    def on_event(event: Any) -> None:
+        alerts = kiosk.dialog.services.alerts
+        if alerts is not None:
+            alerts.observe(event)  # faults start and end here
+        kiosk.post(event)
+
     try:
         if factory is not None:
-            return await factory(db, billing, kiosk.post, on_device)
-        return await open_cash(config, db, billing, kiosk.post, on_device)
+            return await factory(db, billing, on_event, on_device)
+        return await open_cash(config, db, billing, on_event, on_device)
     except KioskError as exc:
         problems.append(f"cash unavailable ({exc}); card and e-wallet only")
         return None

@@ -265,6 +265,10 @@ class DialogServices:
     """Reload the locale packs; returns the problems (empty: applied)."""
     out_of_service: bool = False
     """Staff took the kiosk out of service: customers are told to go to the counter."""
+    alerts: Any = None
+    """``assistant.alerts.AlertService`` (pending alerts for the staff menu), or None."""
+    customer_notice: Any = None
+    """(prompt id, slots) shown on the welcome screen while no staff are in the hall, or None."""
     cash: CashPayments | None = None
     noncash: NonCashPayments | None = None
     """Quick-pay and e-wallet (None: cash only)."""
@@ -673,11 +677,18 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self.listening = ()
         self._enter(State.IDLE)
         self._out.append(DeviceAction("camera", "presence"))
+        notice = self.services.customer_notice
+        extra: dict[str, Any] = {}
+        if notice is not None:
+            # No staff in the hall: the hall's phone number stays on the welcome screen.
+            prompt, slots = notice
+            extra = {"guidance": prompt, **dict(slots)}
         self._show(
             Screen.WELCOME,
             hall_phone=Digits(self.services.hall_phone),
             staff_present=self.services.staff_present,
             packs=self.services.packs,
+            **extra,
         )
         self._listen(Intent.PAY, Intent.CONFIRM, Intent.START_ENROLMENT, Intent.STAFF_MENU)
 

@@ -50,6 +50,14 @@ class StaffSteps:
     def _show_staff_menu(self: Dialog) -> None:
         from assistant.dialog import State
 
+        alerts = self.services.alerts
+        if alerts is not None:
+            # What needs doing comes first: change running out, cashbox full, faults.
+            pending = alerts.pending()
+            for alert in pending:
+                self._say(alert.prompt_id, remember=False, **dict(alert.slots))
+            if not pending:
+                self._say(Prompt.ALERTS_NONE, remember=False)
         self._say(Prompt.STAFF_MENU)
         self._show(Screen.STAFF_MENU, out_of_service=self.services.out_of_service)
         self._enter(State.STAFF_MENU)

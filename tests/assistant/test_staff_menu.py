@@ -125,3 +125,37 @@ async def test_cassette_exchange_under_dual_control(base, db, tmp_path: Path) ->
             assert not dialog.session.staff_pin  # PINs are not kept after the exchange
     finally:
         sim.stop()
+
+
+async def test_staff_menu_reads_out_pending_alerts_first(base, db, packs) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from assistant.alerts import open_alerts
+    from assistant.config import Config
+
+    services, users = base
+    alerts = open_alerts(db, Config.load(), packs)
+    alerts.fault("notes:note_jam", True, at=datetime.now(UTC) - timedelta(hours=1))
+    await alerts.check()
+    services.alerts = alerts
+    dialog = Dialog(services)
+    t = await run_dialog(dialog, [
+        Step(StaffCommand("staff_menu")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users["H001"])),
+        *keys("246810"),
+        Step(KeyPressed(Key.ENTER), say=["staff_verified", "alert_fault", "staff_menu"], state="staff_menu"),
+    ])
+    fault = [s for s in t.says() if s.prompt_id == "alert_fault"][0]
+    assert packs.get().render(fault.prompt_id, fault.slots).speech  # renders with its slots
+
+
+async def test_welcome_screen_keeps_the_hall_phone_when_no_staff_are_present(base) -> None:
+    from assistant.messages import Show
+    from assistant.prompts import Prompt
+
+    services, _ = base
+    services.customer_notice = (Prompt.ALERT_NO_STAFF_NOTICE, {"phone": "95598"})
+    dialog = Dialog(services)
+    commands = await dialog.start()
+    welcome = [c for c in commands if isinstance(c, Show)][-1]
+    assert welcome.fields["guidance"] == Prompt.ALERT_NO_STAFF_NOTICE and welcome.fields["phone"] == "95598"
