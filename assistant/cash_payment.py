@@ -322,24 +322,27 @@ class CashPaymentService(CashPayments):
             await cash_journal.append(tx, payment_id, Step.EXCESS_TO_CREDIT, "info")
         a.excess_to_credit = True
 
-    async def cancel(self, payment_id: str) -> None:
+    async def cancel(self, payment_id: str) -> bool:
         """The customer cancelled: pay back what was inserted (credit what cannot be paid back).
 
         Returns once the units stop taking cash and the refund has started; use
         :meth:`wait_finished` for the outcome. A payment already paid in full is not
-        cancelled (it finishes normally).
+        cancelled (it finishes normally), and one left open by a fault is resolved by
+        recovery (which never pays out): both return False, so the customer is not told
+        that money is coming back.
         """
         a = self._active
         if a is None or a.pid != payment_id:
             st = await cash_journal.load(self.db, payment_id)
             if st is None or st.closed:
-                return
+                return False
             await self._recover_one(payment_id, "cancelled")
-            return
+            return False
         if a.phase != "accepting":
-            return
+            return False
         a.cancel_requested = True
         self._start_settle(a)  # returns at once; wait_finished() tells how it ended
+        return True
 
     async def wait_finished(self, payment_id: str, timeout: float) -> CashResult:  # noqa: ASYNC109 - the dialog's interface
         """Wait until the payment is closed; raises :class:`CashPaymentPending` on timeout."""
@@ -723,8 +726,6 @@ class CashPaymentService(CashPayments):
             try:
                 lost = sorted(self._link_down)
                 self._link_down.clear()
-                for unit in lost:
-                    self._emit(CashEventKind.FAULT_CLEARED, 0, 0, f"{unit}:link")
                 a = self._active
                 if a is not None and a.phase == "suspended":
                     if a.settle_task is not None and not a.settle_task.done():
@@ -732,6 +733,10 @@ class CashPaymentService(CashPayments):
                             await a.settle_task
                     self._active = None
                     await self._recover_one(a.pid, "link_lost")
+                # only now: the suspended payment has ended, so "working again" cannot be
+                # taken as "go on inserting" for it
+                for unit in lost:
+                    self._emit(CashEventKind.FAULT_CLEARED, 0, 0, f"{unit}:link")
                 await self._apply_acceptance()
             except CashDeviceNotResponding as exc:
                 await self._link_lost(Unit.NOTES, exc)
@@ -999,7 +1004,8 @@ class CashPaymentService(CashPayments):
             self._results[result.payment_id] = fut
         if not fut.done():
             fut.set_result(result)
-        self._emit(CashEventKind.FINISHED, result.posted_fen, result.inserted_fen, result.outcome)
+        self._emit(CashEventKind.FINISHED, result.posted_fen, result.inserted_fen, result.outcome,
+                   payment_id=result.payment_id)
 
     # ================================================================= recovery
     async def _recover_one(self, pid: str, reason: str) -> CashResult | None:
@@ -1028,7 +1034,8 @@ class CashPaymentService(CashPayments):
                 await cash_journal.append(tx, pid, Step.FAULT, "info", unit=str(Unit.NOTES), fault="note_jam",
                                           pending_note_fen=st.pending_note["value"], inserted_fen=st.inserted_fen)
             self._faults[Unit.NOTES].add(str(DeviceEventKind.NOTE_JAM))
-            self._emit(CashEventKind.FAULT, st.pending_note["value"], st.inserted_fen, "notes:note_jam")
+            self._emit(CashEventKind.FAULT, st.pending_note["value"], st.inserted_fen, "notes:note_jam",
+                       payment_id=pid)
             return None
         counters_now = await notes.counters()
         coin_levels_now = await coins.levels()
@@ -1090,7 +1097,8 @@ class CashPaymentService(CashPayments):
         result = await self._close(pid, outcome, 0)
         self._finish(result)
         if result.credited_fen:
-            self._emit(CashEventKind.REMAINDER_CREDITED, result.credited_fen, result.inserted_fen, "recovered")
+            self._emit(CashEventKind.REMAINDER_CREDITED, result.credited_fen, result.inserted_fen, "recovered",
+                       payment_id=pid)
         return result
 
     async def _drain(self) -> bool:
@@ -1151,9 +1159,14 @@ class CashPaymentService(CashPayments):
             if inspect.isawaitable(r):
                 await r
 
-    def _emit(self, kind: CashEventKind, value: int = 0, inserted: int = 0, detail: str = "") -> None:
+    def _emit(self, kind: CashEventKind, value: int = 0, inserted: int = 0, detail: str = "",
+              payment_id: str | None = None) -> None:
+        """Report progress; the event names its payment (the active one unless given)."""
+        if payment_id is None:
+            payment_id = self._active.pid if self._active is not None else ""
         try:
-            self.on_event(CashEvent(event=kind, value_fen=value, inserted_fen=inserted, detail=detail))
+            self.on_event(CashEvent(event=kind, value_fen=value, inserted_fen=inserted, detail=detail,
+                                    payment_id=payment_id))
         except Exception:  # a broken listener must not break the money path
             log.exception("cash event listener failed")
 

@@ -203,6 +203,8 @@ class Prompt(StrEnum):
     # --- result -------------------------------------------------------------------
     PAYMENT_SUCCESS = "payment_success"
     """Paid {amount} for account {account}."""
+    PAYMENT_PARTIAL = "payment_partial"
+    """Part of the bill was paid (a payment finished after a fault): paid {amount} for account {account}, {remaining} still owed."""
     RECEIPT_SPOKEN = "receipt_spoken"
     """Receipt read aloud: account {account}, paid {amount}, serial number {reference} (change and credit are said on their own)."""
     RECEIPT_PRINTING = "receipt_printing"
