@@ -263,3 +263,33 @@ async def test_cancel_just_as_the_last_note_goes_in(db: Database, tmp_path: Path
     finally:
         await cash.stop()
         sim.stop()
+
+
+async def test_a_full_disk_when_paying_is_said_not_silent(tiny_disk: Path, tmp_path: Path, packs, understanding) -> None:
+    """The disk is full when the customer presses the big key to pay: nothing can be recorded,
+    so no cash may be taken - and the customer must hear that the kiosk cannot serve them
+    (go to the counter), not face a screen that no longer answers."""
+    from tests.conftest import fill
+
+    db = await Database(tiny_disk / "kiosk.db").open()
+    await seed(db, tmp_path)
+    k = await Live(db, tmp_path, packs, understanding, DialogConfig()).start()
+    try:
+        post = k.kiosk.post
+        post(KeyPressed(Key.CONFIRM))
+        await k.display.wait_for("identify")
+        for d in ACCOUNT:
+            post(KeyPressed(Key(d)))
+        post(KeyPressed(Key.ENTER))
+        await k.display.wait_for("confirm")
+        post(KeyPressed(Key.CONFIRM))
+        await k.display.wait_for("identified")
+        filler = fill(tiny_disk)
+        post(KeyPressed(Key.CONFIRM))
+        await k.display.wait_for("welcome", 10)
+        assert "error_out_of_service" in k.said()
+        assert not await asyncio.to_thread(k.sim.insert_note, 5000)  # no cash is taken
+        filler.unlink()
+    finally:
+        await k.close()
+        await db.close()
