@@ -1449,6 +1449,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
         # Every error prompt gets every slot an error prompt may name, so none fails to render.
         s = self.session
         account = s.account.account_no if s.account is not None else s.digits
+        if not account and s.customer is not None and s.customer.accounts:
+            account = s.customer.accounts[0]
         slots = {
             "phone": Digits(self.services.hall_phone),
             "inserted": Amount(s.inserted_fen),
