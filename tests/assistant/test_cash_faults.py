@@ -407,3 +407,53 @@ async def test_staff_clearing_faults_puts_a_refilled_hopper_back_into_change(db:
         assert dict(result.receipt.change) == {50: 1}
     finally:
         sim.stop()
+
+
+async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kiosk dies while the change is going out; the restart finishes the payment from the
+    journal, but the customer never got a receipt. At the counter staff must be able to print
+    it - by the serial number a customer may have heard, or by the account number."""
+    from assistant.cli import main
+
+    sim = make_sim(tmp_path)
+    frozen = asyncio.Event()
+
+    async def power_cut(step: str) -> None:
+        if step == "payout_started":  # the kiosk stops dead here, the unit pays out on its own
+            frozen.set()
+            await asyncio.Event().wait()
+
+    db_file = str(tmp_path / "kiosk.db")
+    try:
+        await seed_account(db, "1000000016", {"2024-05": 12345})
+        h = Harness(db, sim, checkpoint=power_cut)
+        await h.__aenter__()
+        await h.service.begin("20261203120000123456", "1000000016", 12345, None)
+        await h.insert_note(10000)
+        await h.wait_event(CashEventKind.CREDITED)
+        await h.insert_note(10000)
+        await asyncio.wait_for(frozen.wait(), 10)
+        for t in h.service._tasks:
+            t.cancel()
+        h.service._running = False
+        await asyncio.sleep(0.5)
+        async with Database(db_file) as db2, Harness(db2, sim) as h2:  # the restart
+            result = await h2.service.wait_finished("20261203120000123456", 10)
+        assert result.receipt.recovered and result.posted_fen == 12345
+    finally:
+        sim.stop()
+    monkeypatch.setenv("KIOSK_DATA_DIR", str(tmp_path / "var"))
+    capsys.readouterr()
+    def cli(*args: str) -> int:
+        return main(["cash", "receipt", *args, "--db", db_file])
+
+    assert await asyncio.to_thread(cli, "123456") == 0  # the serial number, as spoken and printed
+    text = capsys.readouterr().out
+    assert "电费交费凭条" in text and "******0016" in text
+    assert f"¥{result.posted_fen // 100}.{result.posted_fen % 100:02d}" in text
+    assert await asyncio.to_thread(cli, "--account", "1000000016") == 0
+    listing = capsys.readouterr().out
+    assert "20261203120000123456" in listing and "recovered" in listing
+    assert await asyncio.to_thread(cli, "999999") == 1
