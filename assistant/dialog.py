@@ -943,7 +943,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if intent == Intent.AMOUNT:
             amount = slots.get("amount")
-            if not isinstance(amount, int) or amount <= 0 or amount > self.config.max_pay_fen:
+            if isinstance(amount, int) and amount > self.config.max_pay_fen:
+                # An exact amount, just too much for one payment: say the limit, not "be exact".
+                self._new_turn()
+                self._say(Prompt.AMOUNT_TOO_LARGE, limit=Amount(self.config.max_pay_fen))
+                self._touch()
+                return
+            if not isinstance(amount, int) or amount <= 0:
                 self._new_turn()
                 self._say(Prompt.AMOUNT_AMBIGUOUS)
                 self._touch()

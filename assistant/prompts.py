@@ -151,6 +151,8 @@ class Prompt(StrEnum):
     """You want to pay {amount}, right?"""
     AMOUNT_AMBIGUOUS = "amount_ambiguous"
     """That amount was not exact; please say one amount, e.g. 一百二十三块五."""
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    """One payment at the kiosk can be at most {limit}; please say a smaller amount."""
     METHOD_CASH = "method_cash"
     """Label: cash."""
     METHOD_CARD = "method_card"
