@@ -982,6 +982,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._confirm_payment(str(method), self.session.amount_fen)
                 return
             await self._start_payment(str(method), self.session.amount_fen)
+        elif intent == Intent.PAY:
+            # "pay" without saying how: ask again rather than stay silent
+            self._touch()
+            self._new_turn()
+            self._say(Prompt.CHOOSE_METHOD)
 
     def _confirm_payment(self, method: str, amount_fen: int) -> None:
         s = self.session

@@ -510,3 +510,19 @@ async def test_account_numbers_said_wrong(services, said: str, prompts: list[str
             Step(Utterance(said, confidence=0.95), say=prompts),
         ],
     )
+
+
+async def test_saying_just_pay_on_the_method_screen_is_answered(services, db) -> None:
+    """On "cash, card or e-wallet?" the customer says only 交费: the kiosk must answer (ask again),
+    not stay silent."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(ActionChosen("other_methods"), say=["choose_method"], state="choose_method"),
+            Step(Utterance("交费", confidence=0.95), say=["choose_method"], state="choose_method"),
+        ],
+    )
+    assert services.cash.begun == []
