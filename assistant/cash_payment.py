@@ -950,6 +950,11 @@ class CashPaymentService(CashPayments):
             self._payout_waiters.pop(unit, None)
             await self._payout_refused(a, unit, intent, exc)
             return 0, False
+        except BaseException:
+            # e.g. the unit stopped answering: recovery reads the outcome from the levels; a
+            # wait left behind would only fail later, unread
+            self._payout_waiters.pop(unit, None)
+            raise
         await self._checkpoint("payout_started")
         end: DeviceEvent | None
         try:

@@ -457,3 +457,30 @@ async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
     listing = capsys.readouterr().out
     assert "20261203120000123456" in listing and "recovered" in listing
     assert await asyncio.to_thread(cli, "999999") == 1
+
+
+async def test_payout_command_lost_three_times_pays_once_and_leaves_no_stray_error(db: Database, tmp_path: Path) -> None:
+    """The real payout command gets no reply, three times: the unit paid on the first (it answers
+    retransmissions from memory), recovery reads what left the unit from its levels - and no
+    orphaned payout wait is left behind, failed, to surface in the log as "Future exception was
+    never retrieved" whenever it is collected."""
+    sim = make_sim(tmp_path)
+    armed: list[str] = []
+
+    def at(step: str) -> None:
+        if step == "payout_tested" and not armed:
+            armed.append(step)
+            sim.fault("no_reply", unit="notes", n=3)
+
+    try:
+        await seed_account(db, "1000000017", {"2024-05": 4000})
+        async with Harness(db, sim, checkpoint=at) as h:
+            await h.service.begin("plost", "1000000017", 4000, None)
+            await h.insert_note(10000)
+            result = await h.service.wait_finished("plost", 20)
+            assert h.service._payout_waiters == {}
+        assert result.change_paid_fen == 6000 and result.posted_fen == 4000
+        assert sum(v * n for v, n in sim.snapshot()["tallies"]["paid"].items()) == 6000
+        assert "notes:no_reply" in result.receipt.faults
+    finally:
+        sim.stop()
