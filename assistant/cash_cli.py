@@ -269,3 +269,64 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cash_command", metavar="SUBCOMMAND", required=True)
     for name, (help_text, registrar) in SUBCOMMANDS.items():
         registrar(sub.add_parser(name, help=help_text, description=help_text))
+
+
+# ----------------------------------------------------------------------------- receipts
+
+
+def _register_receipt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("payment", nargs="?", default="",
+                   help="payment id, or its last digits (the serial number printed and spoken on the receipt)")
+    p.add_argument("--account", default="", help="list the cash payments of this electricity account")
+    p.add_argument("--db", help="database file (default: [storage] path)")
+    p.add_argument("--print", action="store_true", help="also send the receipt to the receipt printer")
+    p.set_defaults(func=lambda args, config: asyncio.run(_receipt(args, config)))
+
+
+async def _receipt(args: argparse.Namespace, config: Config) -> int:
+    """Reprint a cash receipt from the journal (e.g. for a payment finished after a power cut)."""
+    from assistant.adapters import ReceiptDevice
+    from assistant.errors import PaymentError
+    from assistant.locale import LocaleRegistry
+    from assistant.messages import DeviceAction, frozen_map
+    from assistant.receipts import printable, receipt_for
+    from devices.printer import EscposPrinter, PrinterConfig
+
+    async with Database(_db_path(args, config)) as db:
+        if args.account:
+            rows = await db.fetchall(
+                "SELECT id, created_at, due_fen FROM payment WHERE method = 'cash' AND account_no = ? "
+                "ORDER BY created_at, rowid", (args.account,))
+            for pid, at, due in rows:
+                try:
+                    r = await receipt_for(db, pid)
+                    state = f"{r.outcome:<10} posted {_fen(r.posted_fen)} credited {_fen(r.credited_fen)}"
+                except PaymentError:
+                    state = "open"
+                print(f"{pid}  {at}  due {_fen(int(due))}  {state}")
+            if not args.payment:
+                return 0 if rows else 1
+        if not args.payment:
+            raise PaymentError("name a payment (its id or the last digits of it) or --account")
+        ids = [r[0] for r in await db.fetchall(
+            "SELECT id FROM payment WHERE method = 'cash' AND (id = ? OR id LIKE ?)",
+            (args.payment, "%" + args.payment))]
+        if len(ids) != 1:
+            raise PaymentError(f"{len(ids)} cash payments match {args.payment!r}; give more digits")
+        receipt = await receipt_for(db, ids[0])
+    packs = LocaleRegistry.from_config(config).load()
+    device = ReceiptDevice(EscposPrinter(config.section("printer", PrinterConfig)), lambda: packs.default,
+                           receipt.kiosk_id or config.kiosk.id)
+    action = DeviceAction("printer", "print", frozen_map(printable(receipt)))
+    title, rows, footer = device.lines(dict(action.args))
+    print(title)
+    for label, value in rows:
+        print(f"{label}: {value}")
+    print(footer)
+    if args.print:
+        await device(action)
+    return 0
+
+
+SUBCOMMANDS["receipt"] = ("reprint a cash receipt from the journal, or list an account's payments",
+                          _register_receipt)

@@ -214,6 +214,10 @@ class CashPaymentService(CashPayments):
         self._link_seen: dict[Unit, dict[str, int]] = {Unit.NOTES: {}, Unit.COINS: {}}
         self._returning: dict[Unit, int] = {Unit.NOTES: 0, Unit.COINS: 0}
         self._recover_lock = asyncio.Lock()
+        # held while a unit's poll and its events are handled, so a check of the unit's
+        # levels never sees a coin whose journal entry is still being written
+        self._unit_locks: dict[Unit, asyncio.Lock] = {Unit.NOTES: asyncio.Lock(), Unit.COINS: asyncio.Lock()}
+        self._event_failed = False
 
     # ================================================================= lifecycle
     async def start(self) -> None:
@@ -292,6 +296,7 @@ class CashPaymentService(CashPayments):
         a = _Active(pid=payment_id, account_no=account_no, due=due_fen)
         a.note_settled.set()
         self._active = a
+        self._event_failed = False
         self._results[payment_id] = asyncio.get_running_loop().create_future()
         async with self.db.transaction() as tx:
             await tx.execute(
@@ -322,24 +327,27 @@ class CashPaymentService(CashPayments):
             await cash_journal.append(tx, payment_id, Step.EXCESS_TO_CREDIT, "info")
         a.excess_to_credit = True
 
-    async def cancel(self, payment_id: str) -> None:
+    async def cancel(self, payment_id: str) -> bool:
         """The customer cancelled: pay back what was inserted (credit what cannot be paid back).
 
         Returns once the units stop taking cash and the refund has started; use
         :meth:`wait_finished` for the outcome. A payment already paid in full is not
-        cancelled (it finishes normally).
+        cancelled (it finishes normally), and one left open by a fault is resolved by
+        recovery (which never pays out): both return False, so the customer is not told
+        that money is coming back.
         """
         a = self._active
         if a is None or a.pid != payment_id:
             st = await cash_journal.load(self.db, payment_id)
             if st is None or st.closed:
-                return
+                return False
             await self._recover_one(payment_id, "cancelled")
-            return
+            return False
         if a.phase != "accepting":
-            return
+            return False
         a.cancel_requested = True
         self._start_settle(a)  # returns at once; wait_finished() tells how it ended
+        return True
 
     async def wait_finished(self, payment_id: str, timeout: float) -> CashResult:  # noqa: ASYNC109 - the dialog's interface
         """Wait until the payment is closed; raises :class:`CashPaymentPending` on timeout."""
@@ -381,11 +389,16 @@ class CashPaymentService(CashPayments):
         return out
 
     async def refresh(self) -> None:
-        """Re-read cassette locks and unit levels (after a cassette exchange by bank staff)."""
+        """Re-read cassette locks and unit levels (after a cassette exchange, or staff clearing faults).
+
+        A unit that failed a payout is left out of change-making until staff have looked at
+        it: this is that moment, so it pays out again.
+        """
         await self._load_locks()
         for unit, dev in self.units.items():
             if unit not in self._link_down and unit not in self._locked:
                 self._levels[unit] = await dev.levels()
+                self._payout_faults.discard(unit)
         if self._active is None:
             self._accepting = {u: None for u in self.units}
             await self._apply_acceptance()
@@ -428,15 +441,16 @@ class CashPaymentService(CashPayments):
                 await asyncio.sleep(self.cfg.poll_interval_s)
                 continue
             try:
-                events = await dev.poll()
-                self._polls[unit] += 1
-                if self._paused:
-                    # a recovery started while this poll was on the wire; it reads the
-                    # outcome back from counters and levels, so these events are not needed
-                    log.info("cash unit %s: %d event(s) left to recovery", unit, len(events))
-                    events = []
-                for ev in events:
-                    await self._on_event(unit, ev)
+                async with self._unit_locks[unit]:
+                    events = await dev.poll()
+                    self._polls[unit] += 1
+                    if self._paused:
+                        # a recovery started while this poll was on the wire; it reads the
+                        # outcome back from counters and levels, so these events are not needed
+                        log.info("cash unit %s: %d event(s) left to recovery", unit, len(events))
+                        events = []
+                    for ev in events:
+                        await self._on_event(unit, ev)
                 await self._note_link_stats(unit)
             except CashDeviceNotResponding as exc:
                 await self._link_lost(unit, exc)
@@ -446,6 +460,7 @@ class CashPaymentService(CashPayments):
                 raise
             except Exception:  # the loop must survive anything one event does
                 log.exception("cash unit %s: event handling failed", unit)
+                self._event_not_recorded()
             await asyncio.sleep(self.cfg.poll_interval_s)
 
     async def _on_event(self, unit: Unit, ev: DeviceEvent) -> None:
@@ -474,6 +489,17 @@ class CashPaymentService(CashPayments):
             await self._clear_fault(unit, str(DeviceEventKind.STACKER_FULL))
         elif k in (DeviceEventKind.RESET, DeviceEventKind.DISABLED):
             await self._reinit(unit, str(k))
+
+    def _event_not_recorded(self) -> None:
+        """An event could not be handled (e.g. the disk is full): staff must know, once per payment.
+
+        The cash itself is safe: a note is handed back when its journal entry fails, and a
+        coin that went in unrecorded is found from the hopper's levels when taking cash stops.
+        """
+        a = self._active
+        if a is not None and not self._event_failed:
+            self._event_failed = True
+            self._emit(CashEventKind.FAULT, 0, a.inserted, "kiosk:storage")
 
     async def _note_link_stats(self, unit: Unit) -> None:
         stats = self.units[unit].link_stats()
@@ -558,6 +584,11 @@ class CashPaymentService(CashPayments):
             accepted = False
             if a is not None and a.pending_note:
                 await self._settle_pending_by_counters(a)
+        except Exception:
+            # the decision failed (e.g. the journal could not be written): the unit hands the
+            # note back, and the customer is told so when it is out
+            self._returning[Unit.NOTES] = value
+            raise
         if accepted:
             await self._checkpoint("note_accept_sent")
         else:
@@ -568,6 +599,8 @@ class CashPaymentService(CashPayments):
         if a is None or not a.pending_note:
             if a is None and await cash_journal.open_payment_ids(self.db):
                 # it belongs to a payment still open from an earlier run: recovery reads it back
+                if cleared:
+                    await self._clear_fault(Unit.NOTES, str(DeviceEventKind.NOTE_JAM))
                 await self._resolve_open_after_jam()
                 return
             # a note the kiosk did not expect: keep it on the books and tell staff
@@ -723,8 +756,6 @@ class CashPaymentService(CashPayments):
             try:
                 lost = sorted(self._link_down)
                 self._link_down.clear()
-                for unit in lost:
-                    self._emit(CashEventKind.FAULT_CLEARED, 0, 0, f"{unit}:link")
                 a = self._active
                 if a is not None and a.phase == "suspended":
                     if a.settle_task is not None and not a.settle_task.done():
@@ -732,6 +763,10 @@ class CashPaymentService(CashPayments):
                             await a.settle_task
                     self._active = None
                     await self._recover_one(a.pid, "link_lost")
+                # only now: the suspended payment has ended, so "working again" cannot be
+                # taken as "go on inserting" for it
+                for unit in lost:
+                    self._emit(CashEventKind.FAULT_CLEARED, 0, 0, f"{unit}:link")
                 await self._apply_acceptance()
             except CashDeviceNotResponding as exc:
                 await self._link_lost(Unit.NOTES, exc)
@@ -790,6 +825,18 @@ class CashPaymentService(CashPayments):
         paid = await self._pay_out(a, target, purpose) if target >= SMALLEST_PAYABLE_FEN else 0
         if paid:
             self._emit(CashEventKind.RETURNED if cancel else CashEventKind.CHANGE_PAID, paid, inserted)
+        if a.pending_note:
+            # A note is stuck inside the unit (a jam): whose money it is is only known when
+            # staff clear it. The payment stays open; clearing the jam resolves it through
+            # recovery (credited to the account if it went in, nothing if it came back out).
+            async with self.db.transaction() as tx:
+                await cash_journal.append(tx, a.pid, Step.FAULT, "info", unit=str(Unit.NOTES), fault="note_jam",
+                                          pending_note_fen=a.pending_note, inserted_fen=inserted, phase="settling")
+            a.phase = "suspended"
+            self._active = None
+            with contextlib.suppress(CashDeviceError):
+                await self._apply_acceptance()
+            return
         st = await self._state(a.pid)
         if post_amount:
             await self._post(st, post_amount)
@@ -812,7 +859,8 @@ class CashPaymentService(CashPayments):
         deadline = loop.time() + self.cfg.finish_timeout_s
         # a note in escrow is being decided by the poll loop (it will be handed back now);
         # a note accepted before the stop is still on its way into the unit
-        while a.pending_note or notes.escrow_fen:
+        jam = str(DeviceEventKind.NOTE_JAM)
+        while (a.pending_note or notes.escrow_fen) and jam not in self._faults[Unit.NOTES]:
             left = deadline - loop.time()
             if left <= 0:
                 break
@@ -822,10 +870,26 @@ class CashPaymentService(CashPayments):
         target = self._polls[Unit.COINS] + 2
         while self._polls[Unit.COINS] < target and loop.time() < deadline and Unit.COINS not in self._link_down:  # noqa: ASYNC110 - a poll counter, bounded by the deadline
             await asyncio.sleep(self.cfg.poll_interval_s / 2)
-        coin_levels = dict(self._levels[Unit.COINS])
-        async with self.db.transaction() as tx:
-            await cash_journal.append(tx, a.pid, Step.ACCEPT_OFF, "done",
-                                      coin_levels=_str_keys(coin_levels))
+        async with self._unit_locks[Unit.COINS]:
+            coin_levels = dict(self._levels[Unit.COINS])
+            if Unit.COINS not in self._link_down:
+                with contextlib.suppress(CashDeviceError):
+                    coin_levels = await self.units[Unit.COINS].levels()
+            st = await self._state(a.pid)
+            # coins the hopper holds but the journal does not (an entry that could not be
+            # written): they are the customer's, as recovery would find them after a restart
+            found = _coins_found(st, coin_levels)
+            async with self.db.transaction() as tx:
+                for value, n in sorted(found.items()):
+                    for _ in range(n):
+                        await cash_journal.append(tx, a.pid, Step.COIN, "done", value, value=value, found=True)
+                        await record_movement(tx, Unit.COINS, value, 1, "accepted", a.pid)
+                await cash_journal.append(tx, a.pid, Step.ACCEPT_OFF, "done",
+                                          coin_levels=_str_keys(coin_levels))
+            self._levels[Unit.COINS] = coin_levels
+        if found:
+            log.warning("cash payment %s: coins found in the hopper but not in the journal: %s", a.pid, found)
+            a.inserted += _value(found)
         await self._checkpoint("accept_off")
 
     async def _pay_out(self, a: _Active, target: int, purpose: str) -> int:
@@ -886,6 +950,11 @@ class CashPaymentService(CashPayments):
             self._payout_waiters.pop(unit, None)
             await self._payout_refused(a, unit, intent, exc)
             return 0, False
+        except BaseException:
+            # e.g. the unit stopped answering: recovery reads the outcome from the levels; a
+            # wait left behind would only fail later, unread
+            self._payout_waiters.pop(unit, None)
+            raise
         await self._checkpoint("payout_started")
         end: DeviceEvent | None
         try:
@@ -999,7 +1068,8 @@ class CashPaymentService(CashPayments):
             self._results[result.payment_id] = fut
         if not fut.done():
             fut.set_result(result)
-        self._emit(CashEventKind.FINISHED, result.posted_fen, result.inserted_fen, result.outcome)
+        self._emit(CashEventKind.FINISHED, result.posted_fen, result.inserted_fen, result.outcome,
+                   payment_id=result.payment_id)
 
     # ================================================================= recovery
     async def _recover_one(self, pid: str, reason: str) -> CashResult | None:
@@ -1028,7 +1098,8 @@ class CashPaymentService(CashPayments):
                 await cash_journal.append(tx, pid, Step.FAULT, "info", unit=str(Unit.NOTES), fault="note_jam",
                                           pending_note_fen=st.pending_note["value"], inserted_fen=st.inserted_fen)
             self._faults[Unit.NOTES].add(str(DeviceEventKind.NOTE_JAM))
-            self._emit(CashEventKind.FAULT, st.pending_note["value"], st.inserted_fen, "notes:note_jam")
+            self._emit(CashEventKind.FAULT, st.pending_note["value"], st.inserted_fen, "notes:note_jam",
+                       payment_id=pid)
             return None
         counters_now = await notes.counters()
         coin_levels_now = await coins.levels()
@@ -1051,10 +1122,7 @@ class CashPaymentService(CashPayments):
                     found["note"] = {"value": value, "stacked": False}
             if st.accept_window is not None:
                 now_levels = coin_levels_now
-                expected = dict(st.accept_window["coin_levels"])
-                for v in st.coins_since_window:
-                    expected[v] = expected.get(v, 0) + 1
-                extra = {v: n - expected.get(v, 0) for v, n in now_levels.items() if n > expected.get(v, 0)}
+                extra = _coins_found(st, now_levels)
                 for v, n in sorted(extra.items()):
                     for _ in range(n):
                         await cash_journal.append(tx, pid, Step.COIN, "done", v, value=v, recovered=True)
@@ -1090,7 +1158,8 @@ class CashPaymentService(CashPayments):
         result = await self._close(pid, outcome, 0)
         self._finish(result)
         if result.credited_fen:
-            self._emit(CashEventKind.REMAINDER_CREDITED, result.credited_fen, result.inserted_fen, "recovered")
+            self._emit(CashEventKind.REMAINDER_CREDITED, result.credited_fen, result.inserted_fen, "recovered",
+                       payment_id=pid)
         return result
 
     async def _drain(self) -> bool:
@@ -1151,9 +1220,14 @@ class CashPaymentService(CashPayments):
             if inspect.isawaitable(r):
                 await r
 
-    def _emit(self, kind: CashEventKind, value: int = 0, inserted: int = 0, detail: str = "") -> None:
+    def _emit(self, kind: CashEventKind, value: int = 0, inserted: int = 0, detail: str = "",
+              payment_id: str | None = None) -> None:
+        """Report progress; the event names its payment (the active one unless given)."""
+        if payment_id is None:
+            payment_id = self._active.pid if self._active is not None else ""
         try:
-            self.on_event(CashEvent(event=kind, value_fen=value, inserted_fen=inserted, detail=detail))
+            self.on_event(CashEvent(event=kind, value_fen=value, inserted_fen=inserted, detail=detail,
+                                    payment_id=payment_id))
         except Exception:  # a broken listener must not break the money path
             log.exception("cash event listener failed")
 
@@ -1180,6 +1254,16 @@ def _delta(before: Mapping[int, int], after: Mapping[int, int]) -> dict[int, int
 
 def _value(counts: Mapping[int, int]) -> int:
     return sum(v * n for v, n in counts.items())
+
+
+def _coins_found(st: PaymentState, levels_now: Mapping[int, int]) -> dict[int, int]:
+    """Coins in the hopper beyond its levels when taking cash began plus the coins journalled since."""
+    if st.accept_window is None:
+        return {}
+    expected = dict(st.accept_window["coin_levels"])
+    for v in st.coins_since_window:
+        expected[v] = expected.get(v, 0) + 1
+    return {v: n - expected.get(v, 0) for v, n in levels_now.items() if n > expected.get(v, 0)}
 
 
 def _split_dispensed(

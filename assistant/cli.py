@@ -73,5 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KioskError as exc:
         print(f"main.py {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # a full disk, a read-only data folder, a missing device file: say which, no traceback
+        print(f"main.py {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

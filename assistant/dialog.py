@@ -235,8 +235,13 @@ class CashPayments(abc.ABC):
         """The customer agreed that any excess is credited to the account."""
 
     @abc.abstractmethod
-    async def cancel(self, payment_id: str) -> None:
-        """Stop accepting and give back what was inserted (or credit it if impossible)."""
+    async def cancel(self, payment_id: str) -> bool | None:
+        """Stop accepting and give back what was inserted (or credit it if impossible).
+
+        Returns False when it is too late to cancel (the payment is already being settled
+        or was resolved otherwise): nothing is handed back then, and the payment's result
+        says how it ended.
+        """
 
     @abc.abstractmethod
     def change_available(self) -> dict[int, int]:
@@ -304,6 +309,12 @@ class Session:
     resume_state: State | None = None
     pending_method: str = ""
     excess_ok: bool = False
+    cash_waiting: str = ""
+    """The cash payment whose end is being waited for (one wait per payment)."""
+    cash_cancelled: bool = False
+    """The customer's cash is being handed back (cancel or timeout)."""
+    reported: str = ""
+    """The payment whose result was told (a result is told and printed once)."""
     staff_member: StaffMember | None = None
     """The verified staff member (staff menu, enrolment)."""
     pin_member: StaffMember | None = None
@@ -953,7 +964,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if intent == Intent.AMOUNT:
             amount = slots.get("amount")
-            if not isinstance(amount, int) or amount <= 0 or amount > self.config.max_pay_fen:
+            if isinstance(amount, int) and amount > self.config.max_pay_fen:
+                # An exact amount, just too much for one payment: say the limit, not "be exact".
+                self._new_turn()
+                self._say(Prompt.AMOUNT_TOO_LARGE, limit=Amount(self.config.max_pay_fen))
+                self._touch()
+                return
+            if not isinstance(amount, int) or amount <= 0:
                 self._new_turn()
                 self._say(Prompt.AMOUNT_AMBIGUOUS)
                 self._touch()
@@ -986,6 +1003,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._confirm_payment(str(method), self.session.amount_fen)
                 return
             await self._start_payment(str(method), self.session.amount_fen)
+        elif intent == Intent.PAY:
+            # "pay" without saying how: ask again rather than stay silent
+            self._touch()
+            self._new_turn()
+            self._say(Prompt.CHOOSE_METHOD)
 
     def _confirm_payment(self, method: str, amount_fen: int) -> None:
         s = self.session
@@ -1139,12 +1161,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
         cash = self.services.cash
         if intent == Intent.CANCEL and cash is not None:
             self._new_turn()
-            if s.inserted_fen > 0:
-                self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
-            await cash.cancel(s.payment_id)
-            self._out.append(DeviceAction("cash", "cancel", frozen_map(payment=s.payment_id)))
-            self._enter(State.SETTLING)
-            self._wait_for_cash()
+            await self._give_back_cash()
             return
         if intent == Intent.CREDIT_EXCESS and cash is not None:
             s.excess_ok = True
@@ -1153,13 +1170,50 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._new_turn()
             self._say(Prompt.CASH_INSERT, due=Amount(max(0, s.amount_fen - s.inserted_fen)))
 
+    def _paying_cash(self) -> bool:
+        """A cash payment of this customer is open (on the cash screens or behind an overlay)."""
+        s = self.session
+        if not s.payment_id or s.reported == s.payment_id:
+            return False
+        if self.state in (State.CASH, State.SETTLING):
+            return True
+        return self.state in (State.STILL_THERE, State.HELP, State.SETTINGS) and s.resume_state in (
+            State.CASH,
+            State.SETTLING,
+        )
+
     async def _on_cash(self, event: CashEvent) -> None:
         s = self.session
-        if self.state not in (State.CASH, State.SETTLING, State.STILL_THERE):
+        if not self._paying_cash() or (event.payment_id and event.payment_id != s.payment_id):
             return
         if event.inserted_fen:
             s.inserted_fen = event.inserted_fen
         kind = event.event
+        if self.state in (State.HELP, State.SETTINGS):
+            # The customer is on the help or settings screen: keep the payment's story
+            # (amounts, its end) so that coming back, or its result, tells the truth.
+            if kind in (CashEventKind.PAID_IN_FULL, CashEventKind.FINISHED):
+                s.resume_state = State.SETTLING
+                self._wait_for_cash()
+            return
+        if (
+            self.state is State.STILL_THERE
+            and s.resume_state is State.CASH
+            and kind in (CashEventKind.NOTE_IN_ESCROW, CashEventKind.CREDITED)
+        ):
+            # Money going in is an answer to "do you need more time?".
+            s.resume_state = None
+            self._enter(State.CASH)
+            self._listen(Intent.CANCEL, Intent.CREDIT_EXCESS)
+            if kind is CashEventKind.NOTE_IN_ESCROW:
+                self._show_cash()
+        if kind is CashEventKind.FINISHED:
+            # The payment ended without "paid in full" first (resolved after a unit stopped
+            # answering, or a refund): wait for its result, which tells what happened.
+            if self.state is not State.SETTLING:
+                self._enter(State.SETTLING)
+            self._wait_for_cash()
+            return
         if kind is CashEventKind.CREDITED:
             self._new_turn()
             remaining = max(0, s.amount_fen - s.inserted_fen)
@@ -1182,7 +1236,12 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._show_cash()
             self._enter(State.SETTLING)
             self._wait_for_cash()
-        elif kind is CashEventKind.DISPENSING and event.value_fen > 0 and self.state is State.SETTLING:
+        elif (
+            kind is CashEventKind.DISPENSING
+            and event.value_fen > 0
+            and self.state is State.SETTLING
+            and not s.cash_cancelled
+        ):
             self._say(Prompt.CASH_DISPENSING, change=Amount(event.value_fen))
         elif kind is CashEventKind.FAULT:
             self._new_turn()
@@ -1204,6 +1263,9 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if cash is None or spawn is None:
             return
         payment_id = self.session.payment_id
+        if self.session.cash_waiting == payment_id:
+            return  # already waiting: one result, one receipt
+        self.session.cash_waiting = payment_id
 
         async def waiter() -> Event:
             try:
@@ -1223,11 +1285,21 @@ class Dialog(EnrolmentSteps, StaffSteps):
 
     async def _on_payment_done(self, event: PaymentDone) -> None:
         s = self.session
-        if event.payment_id != s.payment_id or s.account is None:
+        if event.payment_id != s.payment_id or s.account is None or s.reported == event.payment_id:
             return
+        s.reported = event.payment_id
         account = mask_account(s.account.account_no)
         self._new_turn()
-        if not event.ok:
+        if not event.ok and event.paid_fen > 0:
+            # Part of the bill was paid (a payment finished after a fault): say what was paid
+            # and what is still owed - never "cancelled, nothing charged".
+            self._say(
+                Prompt.PAYMENT_PARTIAL,
+                amount=Amount(event.paid_fen),
+                account=account,
+                remaining=Amount(max(0, s.amount_fen - event.paid_fen)),
+            )
+        elif not event.ok:
             if event.problem == Prompt.PAYMENT_DECLINED:
                 # Nothing was charged: say so plainly and offer the other ways, cash first.
                 self._say(Prompt.PAYMENT_DECLINED)
@@ -1235,7 +1307,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._choose_method()
                 return
             # Cancelled or failed: whatever was inserted has been given back, or credited.
-            self._say(event.problem or Prompt.CANCELLED)
+            self._say(event.problem or Prompt.CANCELLED, inserted=Amount(event.inserted_fen or s.inserted_fen),
+                      phone=Digits(self.services.hall_phone), account=account)
             if not event.credited_fen:
                 self._end_session()
                 return
@@ -1326,22 +1399,29 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if event.timer == GRACE_TIMER and self.state is State.STILL_THERE:
             self._new_turn()
-            self._say(Prompt.TIMED_OUT)
             if s.resume_state is State.CASH and self.services.cash is not None:
-                await self._give_back_cash()
+                await self._give_back_cash(before=Prompt.TIMED_OUT)
                 return
+            self._say(Prompt.TIMED_OUT)
             if s.resume_state in ENROL_STATES:
                 self._cancel_enrolment()
                 return
             s.staff_pin = s.second_pin = ""
             self._end_session()
 
-    async def _give_back_cash(self) -> None:
+    async def _give_back_cash(self, before: str = "") -> None:
+        """Cancel the cash payment; ``before`` (a prompt) is said only if the cancel took effect."""
         s = self.session
         assert self.services.cash is not None
-        if s.inserted_fen > 0:
-            self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
-        await self.services.cash.cancel(s.payment_id)
+        taken_back = await self.services.cash.cancel(s.payment_id)
+        if taken_back is not False:
+            # Too late otherwise: the payment is settling and its result will be told.
+            s.cash_cancelled = True
+            if before:
+                self._say(before)
+            if s.inserted_fen > 0:
+                self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
+            self._out.append(DeviceAction("cash", "cancel", frozen_map(payment=s.payment_id)))
         self._enter(State.SETTLING)
         self._wait_for_cash()
 
@@ -1358,10 +1438,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._cancel_enrolment()
                 return
             self._new_turn()
-            self._say(Prompt.CANCELLED)
             if s.resume_state is State.CASH and self.services.cash is not None:
-                await self._give_back_cash()
+                await self._give_back_cash(before=Prompt.CANCELLED)
                 return
+            self._say(Prompt.CANCELLED)
             self._end_session()
 
     async def _resume(self, state: State) -> None:
@@ -1397,11 +1477,21 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._out.append(DeviceAction("staff", "call", frozen_map(fault=str(exc))))
             self._enter(State.FAULT)
             return
+        # Every error prompt gets every slot an error prompt may name, so none fails to render.
+        s = self.session
+        account = s.account.account_no if s.account is not None else s.digits
+        if not account and s.customer is not None and s.customer.accounts:
+            account = s.customer.accounts[0]
+        slots = {
+            "phone": Digits(self.services.hall_phone),
+            "inserted": Amount(s.inserted_fen),
+            "account": mask_account(account) if account else Digits(""),
+        }
         if isinstance(exc, BillingError) and self.state in (State.CONFIRM_ACCOUNT, State.IDENTIFYING):
-            self._say(exc.prompt_id)
+            self._say(exc.prompt_id, **slots)
             self._end_session()
             return
-        self._say(exc.prompt_id, phone=Digits(self.services.hall_phone))
+        self._say(exc.prompt_id, **slots)
         if self.state not in (State.CASH, State.SETTLING):
             self._end_session()
 

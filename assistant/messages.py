@@ -231,6 +231,9 @@ class CashEvent(Event):
     """Total credited so far in this payment."""
     detail: str = ""
     """Machine-readable detail (fault code, unit name)."""
+    payment_id: str = ""
+    """The payment it is about ("" for a unit's own news between payments); the end of an
+    earlier customer's payment resolved later must not be taken for the current one's."""
     kind: EventKind = field(default=EventKind.CASH, init=False)
 
 

@@ -151,6 +151,8 @@ class Prompt(StrEnum):
     """You want to pay {amount}, right?"""
     AMOUNT_AMBIGUOUS = "amount_ambiguous"
     """That amount was not exact; please say one amount, e.g. 一百二十三块五."""
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    """One payment at the kiosk can be at most {limit}; please say a smaller amount."""
     METHOD_CASH = "method_cash"
     """Label: cash."""
     METHOD_CARD = "method_card"
@@ -203,6 +205,8 @@ class Prompt(StrEnum):
     # --- result -------------------------------------------------------------------
     PAYMENT_SUCCESS = "payment_success"
     """Paid {amount} for account {account}."""
+    PAYMENT_PARTIAL = "payment_partial"
+    """Part of the bill was paid (a payment finished after a fault): paid {amount} for account {account}, {remaining} still owed."""
     RECEIPT_SPOKEN = "receipt_spoken"
     """Receipt read aloud: account {account}, paid {amount}, serial number {reference} (change and credit are said on their own)."""
     RECEIPT_PRINTING = "receipt_printing"

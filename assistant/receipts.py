@@ -109,3 +109,22 @@ async def receipt_for(db: Database, payment_id: str) -> ReceiptData:
     if st is None:
         raise PaymentError(f"no payment {payment_id}")
     return receipt_from_state(st)
+
+
+def printable(r: ReceiptData) -> dict[str, Any]:
+    """The receipt as the fields the receipt printer prints (as the dialog gives them at the end
+    of a payment): masked account, money as :class:`~assistant.messages.Amount`, the serial
+    number (the payment id's last six digits) as :class:`~assistant.messages.Digits`."""
+    from assistant.customers import mask_account
+    from assistant.messages import Amount, Digits
+
+    return {
+        "payment": r.reference,
+        "account": mask_account(r.account_no),
+        "amount": Amount(r.posted_fen),
+        "paid": Amount(r.posted_fen),
+        "inserted": Amount(r.inserted_fen),
+        "change": Amount(r.change_paid_fen),
+        "credited": Amount(r.credited_fen),
+        "reference": Digits(r.reference[-6:]),
+    }

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ from assistant.errors import StorageError
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+ENVIRONMENT_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+"""SQLite errors caused by the disk or folder, not by the file's contents."""
+LOW_SPACE_BYTES = 1 << 20
+"""Less free space than this is reported as a full disk."""
 
 # Each migration is a list of statements; the index + 1 is the schema version it
 # produces. Never edit a migration that has shipped: add a new one.
@@ -285,6 +290,9 @@ class Database:
             await self.migrate()
         except sqlite3.DatabaseError as exc:
             await self.close()
+            problem = self._environment_problem(exc)
+            if problem:
+                raise StorageError(problem) from None
             raise StorageError(
                 f"{self.path}: cannot use the database ({exc}); restore it from the last "
                 "backup or move it aside to start a new one"
@@ -293,6 +301,29 @@ class Database:
             await self.close()
             raise
         return self
+
+    def _environment_problem(self, exc: BaseException) -> str:
+        """What to tell staff when SQLite fails because of where the file lives ("" otherwise).
+
+        A full disk or a read-only folder makes SQLite report I/O errors that look like a
+        damaged file; the advice for a damaged file (restore a backup, move it aside) would
+        throw away the journal of payments still open, so these are named for what they are.
+        """
+        name = str(getattr(exc, "sqlite_errorname", ""))
+        if not name.startswith(ENVIRONMENT_ERRORS):
+            return ""
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK):
+            cause = f"the folder {folder} is read-only"
+        else:
+            try:
+                free = shutil.disk_usage(folder).free
+            except OSError:
+                free = -1
+            cause = (f"the disk holding {folder} is full ({free} bytes free)" if 0 <= free < LOW_SPACE_BYTES
+                     else f"check free space and write access of {folder}")
+        return (f"{self.path}: cannot write the database ({exc}): {cause}. Free some space or make "
+                "the folder writable; the database file itself is kept as it is (do not move it).")
 
     async def close(self) -> None:
         """Close the connection (safe to call twice)."""
@@ -343,14 +374,35 @@ class Database:
         """
         async with self._tx_lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                self._raise_environment(exc)
+                raise
             try:
                 yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite may already have rolled back (a full disk does): rolling back again
+                # would fail and hide the real error
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    self._raise_environment(exc)
                 raise
             else:
-                await conn.execute("COMMIT")
+                try:
+                    await conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    self._raise_environment(exc)
+                    raise
+
+    def _raise_environment(self, exc: sqlite3.OperationalError) -> None:
+        """Raise :class:`StorageError` if ``exc`` comes from a full disk or a read-only folder."""
+        problem = self._environment_problem(exc)
+        if problem:
+            raise StorageError(problem) from exc
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """Run a read query and return all rows (``sqlite3.Row``)."""

@@ -137,10 +137,14 @@ class CameraDevice:
             await job(*args)
         except asyncio.CancelledError:
             raise
-        except KioskError as exc:
+        except Exception as exc:
             # A broken camera or engine must not leave the customer waiting: the
-            # account number (or cash) is always the way forward.
-            log.error("camera %s failed: %s", what, exc)
+            # account number (or cash) is always the way forward. Engines raise their own
+            # errors too (a glitched frame makes the detector divide by zero), not only ours.
+            if isinstance(exc, KioskError):
+                log.error("camera %s failed: %s", what, exc)
+            else:
+                log.exception("camera %s failed", what)
             if what == "identify":
                 self.post(FaceSeen(FaceOutcome.UNKNOWN))
             elif what == "liveness":

@@ -128,12 +128,24 @@ class AudioClip:
 
     @classmethod
     def from_wav(cls, path: str | Path) -> AudioClip:
-        """Read a 16-bit PCM WAV file (any rate, any channel count)."""
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-            return cls(data.reshape(-1, w.getnchannels()).copy(), w.getframerate())
+        """Read a 16-bit PCM WAV file (any rate, any channel count).
+
+        Raises:
+            ValueError: the file is not a 16-bit PCM WAV (or is cut off); the message names it.
+        """
+        try:
+            with wave.open(str(path), "rb") as w:
+                if w.getsampwidth() != 2:
+                    raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
+                channels = w.getnchannels()
+                raw = w.readframes(w.getnframes())
+                rate = w.getframerate()
+        except (wave.Error, EOFError) as exc:
+            raise ValueError(f"{path}: not a WAV file ({exc})") from None
+        # a file cut off mid-frame keeps only its whole frames
+        whole = len(raw) - len(raw) % (2 * channels)
+        data = np.frombuffer(raw[:whole], dtype="<i2")
+        return cls(data.reshape(-1, channels).copy(), rate)
 
     @classmethod
     def silence(cls, seconds: float, rate: int = 16000, channels: int = 1) -> AudioClip:
@@ -765,7 +777,11 @@ def open_input(section: AudioSection, resolve=Path) -> AudioInput:
     if section.input == "wav":
         if not section.input_wav:
             raise AudioDeviceError("[audio] input = 'wav' needs input_wav")
-        return WavFileInput(resolve(section.input_wav), block_ms=section.block_ms, trail_silence=2.0)
+        try:
+            return WavFileInput(resolve(section.input_wav), block_ms=section.block_ms, trail_silence=2.0)
+        except (OSError, ValueError) as exc:
+            # a missing or foreign file is a missing microphone: keypad only, not a dead kiosk
+            raise AudioDeviceError(f"[audio] input_wav: {exc}") from None
     if section.input == "null":
         return NullInput(section.input_rate or 16000, section.block_ms)
     raise AudioDeviceError(f"unknown [audio] input backend {section.input!r} (sounddevice, wav, null)")

@@ -155,6 +155,10 @@ class NumberStyle:
 # ===================================================================== number to words
 
 
+MAX_WORDS = 10**12
+"""Numbers from here up have no words (they would need 兆): :func:`number_words` refuses them."""
+
+
 def number_words(n: int, style: NumberStyle, *, measure: bool = False) -> str:
     """Say a non-negative integer (1005 -> 一千零五, 20000 -> 两万).
 
@@ -166,7 +170,7 @@ def number_words(n: int, style: NumberStyle, *, measure: bool = False) -> str:
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"number_words needs a non-negative integer, got {n!r}")
-    if n >= 10**12:
+    if n >= MAX_WORDS:
         raise ValueError(f"number_words: {n} is too large")
     zero = style.digits[0]
     if n == 0:
@@ -411,9 +415,15 @@ def _parse_arabic_decimal(t: str, style: NumberStyle) -> int | None:
 
 
 def _arabic_int_to_words(raw: str, style: NumberStyle) -> str:
-    """Arabic digits inside a spoken amount become words, keeping a leading zero (3块05)."""
+    """Arabic digits inside a spoken amount become words, keeping a leading zero (3块05).
+
+    A run too long to be an amount (an account or phone number written in digits, as
+    Whisper does) is not an amount: :class:`NotAnAmount`, like any other non-amount.
+    """
     stripped = raw.lstrip("0")
     zeros = style.digits[0] if len(stripped) < len(raw) else ""
+    if stripped and int(stripped) >= MAX_WORDS:
+        raise NotAnAmount(f"{raw!r}: too many digits for an amount")
     return zeros + (number_words(int(stripped), style) if stripped else "")
 
 

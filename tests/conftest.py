@@ -115,3 +115,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         if any(m in reason for m in MODEL_SKIP) and "optional" not in reason:
             report.outcome = "failed"
             report.longrepr = f"model required by make test is missing: {reason}"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A small tmpfs to fill up (a full disk) or remount read-only; skips where mounting is not allowed.
+
+    Yields the mount point; ``fill(mount)`` and ``remount(mount, "ro")`` below act on it.
+    """
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'mount failed'})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(mount: Path) -> Path:
+    """Fill the disk at ``mount`` completely; returns the filler file (delete it to free the space)."""
+    filler = mount / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass  # no space left: that is the point
+    finally:
+        os.close(fd)
+    return filler
+
+
+def remount(mount: Path, mode: str) -> None:
+    """Remount the test disk ``ro`` or ``rw``."""
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True, capture_output=True)

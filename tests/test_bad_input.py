@@ -144,3 +144,24 @@ def test_missing_model_is_a_clear_cli_error(tmp_path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode != 0
     assert "models install" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_read_only_data_folder_is_a_clear_cli_error(tiny_disk) -> None:
+    """The data folder on a read-only disk: one line naming the problem, not a traceback."""
+    from tests.conftest import remount
+
+    data = tiny_disk / "var"
+    data.mkdir()
+    env = dict(os.environ, KIOSK_DATA_DIR=str(data))
+    assert subprocess.run([sys.executable, "main.py", "db", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    remount(tiny_disk, "ro")
+    try:
+        for command in (["cash", "levels"], ["db", "seed"]):
+            proc = subprocess.run([sys.executable, "main.py", *command], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=60, env=env)
+            assert proc.returncode == 1, (command, proc.stderr)
+            assert "Traceback" not in proc.stderr, (command, proc.stderr)
+            assert "read-only" in proc.stderr.lower(), (command, proc.stderr)
+    finally:
+        remount(tiny_disk, "rw")

@@ -86,3 +86,18 @@ def test_similarity_counts_accent_confusions_as_near() -> None:
     assert similarity(["jiao", "fei"], ["jiao", "fei"]) == 1.0
     assert similarity(["zhi", "fu"], ["zi", "fu"]) == pytest.approx(0.85)
     assert similarity(["dui"], ["tui"]) == 0.0
+
+
+def test_a_long_run_of_arabic_digits_is_not_an_amount_and_does_not_crash() -> None:
+    """Whisper writes numbers as digits; a 14-digit account number said with 户号 must not take
+    the matcher down (it did: number words stop at 10**12)."""
+    m = understand(ZH, "户号31000123456789")
+    assert m is not None and (m.intent, dict(m.slots)) == ("AccountNumber", {"digits": "31000123456789"})
+    assert understand(ZH, "交12345678901234元", ["Amount"]) is None
+
+
+@pytest.mark.parametrize("text", ["交费", "缴费", "繳費", "我交费", "交电费"])
+def test_the_plainest_way_to_say_pay_is_understood(text: str) -> None:
+    """An elderly customer says just 交费 (pay the bill); it must not be "not understood"."""
+    m = understand(ZH, text, ["Pay", "Confirm", "Amount", "Cancel"])
+    assert m is not None and m.intent == "Pay", f"{text} -> {m}"

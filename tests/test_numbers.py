@@ -147,3 +147,9 @@ def test_digit_string_round_trip(digits: str) -> None:
 def test_normalise_for_tts_guarantee(text: str) -> None:
     assert not re.search(r"[0-9]", normalise_for_tts(text, ZH))
     assert not re.search(r"[0-9]", normalise_for_tts(text, YUE))
+
+
+@pytest.mark.parametrize("text", ["31000123456789元", "1000000000000元", "12345678901234567890"])
+def test_huge_arabic_numbers_are_not_amounts(text: str) -> None:
+    with pytest.raises(NotAnAmount):
+        parse_money(text, ZH)

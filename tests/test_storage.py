@@ -92,3 +92,55 @@ async def test_newer_schema_is_refused(tmp_path) -> None:
     con.close()
     with pytest.raises(StorageError, match="newer than this software"):
         await Database(path).open()
+
+
+async def test_a_full_disk_is_not_called_a_corrupt_database(tiny_disk) -> None:
+    """A full disk makes SQLite fail with an I/O error. Staff must be told to free space - not to
+    restore a backup or move the database aside, which would lose the open payments' journal."""
+    from tests.conftest import fill
+
+    path = tiny_disk / "kiosk.db"
+    async with Database(path) as d, d.transaction() as tx:
+        await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('u1', '13800138000')")
+    filler = fill(tiny_disk)
+    with pytest.raises(StorageError) as err:
+        await Database(path).open()
+    message = str(err.value)
+    assert "space" in message and str(path) in message
+    assert "backup" not in message and "aside" not in message
+    filler.unlink()
+    async with Database(path) as d:  # nothing was lost
+        assert (await d.fetchone("SELECT phone FROM login_user WHERE uid='u1'"))[0] == "13800138000"
+
+
+async def test_a_read_only_data_folder_is_named_as_such(tiny_disk) -> None:
+    from tests.conftest import remount
+
+    path = tiny_disk / "kiosk.db"
+    async with Database(path):
+        pass
+    remount(tiny_disk, "ro")
+    try:
+        with pytest.raises(StorageError) as err:
+            await Database(path).open()
+        assert "read-only" in str(err.value) and "backup" not in str(err.value)
+    finally:
+        remount(tiny_disk, "rw")
+
+
+async def test_the_disk_filling_up_while_running_is_a_storage_error(tiny_disk) -> None:
+    """A write that fails for lack of space is a StorageError (the kiosk then says it is out of
+    service) and leaves the connection usable once there is room again."""
+    from tests.conftest import fill
+
+    async with Database(tiny_disk / "kiosk.db") as d:
+        filler = fill(tiny_disk)
+        with pytest.raises(StorageError, match="full"):
+            async with d.transaction() as tx:
+                await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('u3', '13700137000')")
+                await tx.execute("CREATE TABLE big AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                                 "SELECT i + 1 FROM n WHERE i < 20000) SELECT i, hex(randomblob(64)) FROM n")
+        filler.unlink()
+        async with d.transaction() as tx:
+            await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('u4', '13600136000')")
+        assert (await d.fetchone("SELECT count(*) FROM login_user"))[0] == 1

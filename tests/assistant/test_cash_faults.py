@@ -291,3 +291,196 @@ async def test_fault_between_payments_goes_to_the_audit_log(db: Database, tmp_pa
             assert h.service.change_available()  # payouts still possible
     finally:
         sim.stop()
+
+
+async def test_cancel_with_a_note_jammed_inside_keeps_that_note_for_the_customer(db: Database, tmp_path: Path) -> None:
+    """20 元 went in, then a 50 jams inside the unit and the customer cancels (or times out).
+    The 20 comes back at once; the jammed 50 must stay the customer's: when staff clear it into
+    the cashbox it is credited to the account, never booked as cash with no owner."""
+    from assistant.cash_reconcile import reconcile_cash
+
+    sim = make_sim(tmp_path)
+    try:
+        await seed_account(db, "1000000012", {"2024-05": 12345})
+        async with Harness(db, sim) as h:
+            await h.service.begin("pjc", "1000000012", 12345, None)
+            await h.insert_note(2000)
+            await h.wait_event(CashEventKind.CREDITED)
+            sim.fault("note_jam")
+            await h.insert_note(5000)
+            await h.wait_event(CashEventKind.FAULT)
+            assert await h.service.cancel("pjc")
+            await h.wait_event(CashEventKind.RETURNED)  # the 20 is handed back without waiting for staff
+            paid = sim.snapshot()["tallies"]["paid"]  # by the hopper: the jammed recycler cannot pay
+            assert sum(v * n for v, n in paid.items()) == 2000
+            assert await cash_journal.open_payment_ids(db) == ["pjc"]  # the 50 is still unresolved
+            sim.clear_jam("cashbox")
+            result = await h.service.wait_finished("pjc", 10)
+        assert result.inserted_fen == 7000 and result.refunded_fen == 2000
+        assert result.credited_fen == 5000 and result.posted_fen == 0
+        assert (await h.billing.account("1000000012")).prepaid_fen == 5000
+        unowned = await db.fetchall("SELECT * FROM cash_movement WHERE reason = 'unassigned'")
+        assert unowned == []
+        assert (await reconcile_cash(db, h.billing)).discrepancies == ()
+        assert await books(db) == sim_inventory(sim.snapshot())
+        assert await receipt_for(db, "pjc") == result.receipt
+    finally:
+        sim.stop()
+
+
+async def test_jam_cleared_after_a_restart_puts_the_note_unit_back_in_service(db: Database, tmp_path: Path) -> None:
+    sim = make_sim(tmp_path)
+    try:
+        await seed_account(db, "1000000013", {"2024-05": 12345, "2024-06": 1000})
+        async with Harness(db, sim) as h:
+            await h.service.begin("pjr", "1000000013", 12345, None)
+            sim.fault("note_jam")
+            await h.insert_note(5000)
+            await h.wait_event(CashEventKind.FAULT)
+            for t in h.service._tasks:  # the kiosk dies with the note stuck inside
+                t.cancel()
+            h.service._running = False
+        async with Harness(db, sim) as h2:
+            assert await cash_journal.open_payment_ids(db) == ["pjr"]
+            sim.clear_jam("cashbox")
+            first = await h2.service.wait_finished("pjr", 10)
+            assert first.inserted_fen == 5000 and first.posted_fen == 5000
+            await h2.service.begin("pjr2", "1000000013", 1000, None)
+            await asyncio.sleep(0.2)
+            await h2.insert_note(1000)  # the unit takes notes again
+            second = await h2.service.wait_finished("pjr2", 10)
+        assert second.posted_fen == 1000
+    finally:
+        sim.stop()
+
+
+async def test_a_coin_taken_while_the_disk_is_full_is_still_the_customers(tiny_disk: Path, tmp_path: Path) -> None:
+    """The disk fills up mid-payment: a note is handed back (its journal entry cannot be
+    written), but a coin drops straight into the hopper. Staff are called, and once there is
+    room again the coin is counted for the customer when the payment settles."""
+    from tests.conftest import fill
+
+    sim = make_sim(tmp_path)
+    db = await Database(tiny_disk / "kiosk.db").open()
+    try:
+        await seed_account(db, "1000000014", {"2024-05": 300})
+        async with Harness(db, sim) as h:
+            await h.service.begin("pdf", "1000000014", 300, None)
+            filler = fill(tiny_disk)
+            await h.insert_coin(100)  # physically in the hopper; the journal cannot take it
+            ev = await h.wait_event(CashEventKind.FAULT)
+            assert ev.detail == "kiosk:storage"
+            assert not await asyncio.to_thread(sim.insert_note, 1000) or await h.wait_event(CashEventKind.RETURNED)
+            filler.unlink()
+            for n in range(1, 4):
+                await h.insert_coin(100)
+                await h.wait_event(CashEventKind.CREDITED, count=n)
+            result = await h.service.wait_finished("pdf", 10)
+        # four coins in for a 3 元 bill: 3 posted, 1 back as change
+        assert result.inserted_fen == 400 and result.posted_fen == 300 and result.change_paid_fen == 100
+        assert await books(db) == sim_inventory(sim.snapshot())
+        assert sim.snapshot()["tallies"]["back"].get(1000, 0) == 1  # the note never went in
+    finally:
+        sim.stop()
+        await db.close()
+
+
+async def test_staff_clearing_faults_puts_a_refilled_hopper_back_into_change(db: Database, tmp_path: Path) -> None:
+    sim = make_sim(tmp_path, notes={5000: 1, 2000: 1, 500: 1, 100: 1}, coins={100: 5, 50: 5})
+    try:
+        await seed_account(db, "1000000015", {"2024-05": 12345, "2024-06": 950})
+        async with Harness(db, sim) as h:
+            await h.service.begin("phf", "1000000015", 12345, None)
+            await h.insert_note(10000)
+            await h.wait_event(CashEventKind.CREDITED)
+            sim.fault("hopper_empty", unit="coins", n=0)
+            await h.insert_note(10000)
+            await h.service.wait_finished("phf", 20)
+            assert 50 not in h.service.change_available()  # the hopper failed: out of change-making
+            sim.load_cassette("coins", {100: 20, 50: 20, 10: 20})  # staff refill it ...
+            await h.service.refresh()  # ... and clear the fault on the staff menu
+            assert h.service.change_available().get(50) == 20
+            await h.service.begin("phf2", "1000000015", 950, None)
+            await h.insert_note(1000)
+            result = await h.service.wait_finished("phf2", 20)
+        assert result.change_paid_fen == 50 and result.credited_fen == 0
+        assert dict(result.receipt.change) == {50: 1}
+    finally:
+        sim.stop()
+
+
+async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kiosk dies while the change is going out; the restart finishes the payment from the
+    journal, but the customer never got a receipt. At the counter staff must be able to print
+    it - by the serial number a customer may have heard, or by the account number."""
+    from assistant.cli import main
+
+    sim = make_sim(tmp_path)
+    frozen = asyncio.Event()
+
+    async def power_cut(step: str) -> None:
+        if step == "payout_started":  # the kiosk stops dead here, the unit pays out on its own
+            frozen.set()
+            await asyncio.Event().wait()
+
+    db_file = str(tmp_path / "kiosk.db")
+    try:
+        await seed_account(db, "1000000016", {"2024-05": 12345})
+        h = Harness(db, sim, checkpoint=power_cut)
+        await h.__aenter__()
+        await h.service.begin("20261203120000123456", "1000000016", 12345, None)
+        await h.insert_note(10000)
+        await h.wait_event(CashEventKind.CREDITED)
+        await h.insert_note(10000)
+        await asyncio.wait_for(frozen.wait(), 10)
+        for t in h.service._tasks:
+            t.cancel()
+        h.service._running = False
+        await asyncio.sleep(0.5)
+        async with Database(db_file) as db2, Harness(db2, sim) as h2:  # the restart
+            result = await h2.service.wait_finished("20261203120000123456", 10)
+        assert result.receipt.recovered and result.posted_fen == 12345
+    finally:
+        sim.stop()
+    monkeypatch.setenv("KIOSK_DATA_DIR", str(tmp_path / "var"))
+    capsys.readouterr()
+    def cli(*args: str) -> int:
+        return main(["cash", "receipt", *args, "--db", db_file])
+
+    assert await asyncio.to_thread(cli, "123456") == 0  # the serial number, as spoken and printed
+    text = capsys.readouterr().out
+    assert "电费交费凭条" in text and "******0016" in text
+    assert f"¥{result.posted_fen // 100}.{result.posted_fen % 100:02d}" in text
+    assert await asyncio.to_thread(cli, "--account", "1000000016") == 0
+    listing = capsys.readouterr().out
+    assert "20261203120000123456" in listing and "recovered" in listing
+    assert await asyncio.to_thread(cli, "999999") == 1
+
+
+async def test_payout_command_lost_three_times_pays_once_and_leaves_no_stray_error(db: Database, tmp_path: Path) -> None:
+    """The real payout command gets no reply, three times: the unit paid on the first (it answers
+    retransmissions from memory), recovery reads what left the unit from its levels - and no
+    orphaned payout wait is left behind, failed, to surface in the log as "Future exception was
+    never retrieved" whenever it is collected."""
+    sim = make_sim(tmp_path)
+    armed: list[str] = []
+
+    def at(step: str) -> None:
+        if step == "payout_tested" and not armed:
+            armed.append(step)
+            sim.fault("no_reply", unit="notes", n=3)
+
+    try:
+        await seed_account(db, "1000000017", {"2024-05": 4000})
+        async with Harness(db, sim, checkpoint=at) as h:
+            await h.service.begin("plost", "1000000017", 4000, None)
+            await h.insert_note(10000)
+            result = await h.service.wait_finished("plost", 20)
+            assert h.service._payout_waiters == {}
+        assert result.change_paid_fen == 6000 and result.posted_fen == 4000
+        assert sum(v * n for v, n in sim.snapshot()["tallies"]["paid"].items()) == 6000
+        assert "notes:no_reply" in result.receipt.faults
+    finally:
+        sim.stop()

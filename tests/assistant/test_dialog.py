@@ -464,3 +464,65 @@ async def test_long_silence_gets_one_gentle_reprompt(services, db) -> None:
             Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
         ],
     )
+
+
+@pytest.mark.parametrize(
+    ("said", "prompt"),
+    [
+        ("交两三块", "amount_ambiguous"),  # an approximation: re-asked, never guessed
+        ("交零元", "amount_ambiguous"),
+        ("交负五十元", "not_understood"),
+        ("交一百万", "amount_too_large"),  # exact, but more than one payment may be
+        ("交123.5元", "confirm_method"),  # Whisper's digits: read back before paying
+    ],
+)
+async def test_odd_amounts_said_at_the_arrears_screen(services, db, said: str, prompt: str) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Utterance(said, confidence=0.95), say=[prompt]),
+        ],
+    )
+    assert services.cash.begun == []  # nothing was started
+    if prompt == "amount_too_large":
+        limit = t.says(2)[0].slots["limit"]
+        assert limit == Amount(DialogConfig().max_pay_fen)
+
+
+@pytest.mark.parametrize(
+    ("said", "prompts"),
+    [
+        ("户号三一零零", ["account_digits_wrong", "ask_account"]),  # too short
+        ("户号31000123456789", ["account_digits_wrong", "ask_account"]),  # too long, as Whisper writes it
+        ("户号abc", ["not_understood"]),  # letters
+        ("户号三一零零零一二三四五", ["account_readback"]),
+    ],
+)
+async def test_account_numbers_said_wrong(services, said: str, prompts: list[str]) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            Step(Utterance(said, confidence=0.95), say=prompts),
+        ],
+    )
+
+
+async def test_saying_just_pay_on_the_method_screen_is_answered(services, db) -> None:
+    """On "cash, card or e-wallet?" the customer says only 交费: the kiosk must answer (ask again),
+    not stay silent."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(ActionChosen("other_methods"), say=["choose_method"], state="choose_method"),
+            Step(Utterance("交费", confidence=0.95), say=["choose_method"], state="choose_method"),
+        ],
+    )
+    assert services.cash.begun == []

@@ -106,3 +106,23 @@ async def test_real_timers_warn_then_return_to_welcome(running) -> None:
     await until(display, "identified")
     await until(display, "still_there", timeout=3)
     await until(display, "welcome", timeout=3)
+
+
+async def test_face_of_a_customer_whose_account_billing_no_longer_knows(running) -> None:
+    """The face is recognised but billing has no such account (closed, or moved to another
+    office): the customer must hear that the account was not found and get the welcome screen
+    back - the error prompt's slots were missing, so nothing was said or shown."""
+    from assistant.customers import CustomerDirectory
+
+    kiosk, display, voice, *_, db = running
+    uid = await CustomerDirectory(db).link("13500135000", "赵四", ["3199999999"])
+    shown = len(display.shown)
+    kiosk.post(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid))
+    await display.wait_for_change(5)
+    await kiosk.quiet()
+    assert len(display.shown) > shown
+    said = [ln.text for ln in kiosk.transcript.lines if ln.kind == "say"]
+    assert any(t.startswith("[account_not_found]") for t in said), said
+    assert "九九九九" in " ".join(t for t, _ in voice.said)  # the account's tail, in words
+    assert not [ln for ln in kiosk.transcript.lines if ln.kind == "error"]
+    assert display.current.screen == "welcome"

@@ -190,3 +190,17 @@ async def test_card_scan_holds_the_number_and_posts_last_four():
     await device(DeviceAction("card", "scan"))
     await device.worker.join()
     assert posted == [CardRead(ok=False, problem="card_unreadable")]
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((0, 0, 3), np.uint8), np.zeros((480, 640, 3, 2), np.uint8)], ids=["empty frame", "5-d frame"]
+)
+async def test_a_camera_glitch_frame_sends_the_customer_to_the_account_number(enrolled, bad):
+    """A camera that hands over a broken frame must end in the account-number path. An empty
+    frame made the detector itself fail (ZeroDivisionError inside insightface), which stopped
+    the camera worker silently and left the customer on "looking at you"."""
+    posted = []
+    device = CameraDevice(ListCamera([bad]), enrolled, posted.append)
+    await run(device, "identify")
+    assert [type(e) for e in posted] == [FaceSeen]
+    assert posted[-1].outcome is FaceOutcome.UNKNOWN

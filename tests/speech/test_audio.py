@@ -165,3 +165,39 @@ def test_sounddevice_backend_reports_a_missing_microphone_clearly():
         pytest.skip("this machine has a microphone; the no-device path cannot be shown")
     with pytest.raises(AudioDeviceError, match="no microphone"):
         open_input(AudioSection(input="sounddevice"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("missing.wav", None),
+        ("not-a-wav.wav", b"this is not a wav file at all" * 10),
+        ("8bit.wav", "8bit"),
+    ],
+)
+def test_a_bad_wav_as_microphone_is_a_device_error_not_a_crash(tmp_path, name, content) -> None:
+    """``[audio] input = "wav"`` naming a missing, foreign or 8-bit file: the kiosk must go
+    keypad-only with a clear problem (AudioDeviceError), not fail to start."""
+    import wave
+
+    path = tmp_path / name
+    if content == "8bit":
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(1)
+            w.setframerate(16000)
+            w.writeframes(b"\x80" * 1600)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AudioDeviceError) as err:
+        open_input(AudioSection(input="wav", input_wav=str(path)))
+    assert name in str(err.value)
+
+
+def test_a_wav_cut_off_mid_sample_keeps_its_whole_frames(tmp_path) -> None:
+    """A recording cut off at an odd byte (a copy interrupted) is read up to its last whole sample."""
+    path = tmp_path / "cut.wav"
+    path.write_bytes((CLIPS / "aishell1_BAC009S0724W0121.wav").read_bytes()[:1001])
+    clip = AudioClip.from_wav(path)
+    assert (clip.rate, clip.channels, clip.frames) == (16000, 1, (1001 - 44) // 2)
+    assert open_input(AudioSection(input="wav", input_wav=str(path))).rate == 16000
