@@ -127,6 +127,18 @@ def fork_server() -> Any:
     return ctx
 
 
+async def reap(proc: Any, timeout: float) -> None:
+    """Wait for a child on the event loop's own thread.
+
+    A forkserver child's exit code is read once from its sentinel; every ``Process.start``
+    polls all live children, so a ``join`` in a worker thread races a start in this thread
+    and one of them reads nothing (reported as exit code 255).
+    """
+    deadline = time.monotonic() + timeout
+    while proc.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def run_child(ctx: Any, db: Path, link: Path, ctl: SimControl, pid: str | None,
                     scenario: tuple[int, list[tuple[str, int]]] | None,
                     target: tuple[str, str, int] | None, kill_after: float | None) -> bool:
@@ -174,7 +186,7 @@ async def run_child(ctx: Any, db: Path, link: Path, ctl: SimControl, pid: str | 
                 killed = True
                 break
     finally:
-        await asyncio.to_thread(proc.join, 30)
+        await reap(proc, 30)
         recv.close()
     if killed:
         assert proc.exitcode == -signal.SIGKILL
