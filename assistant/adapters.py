@@ -143,24 +143,42 @@ class ReceiptDevice:
         pack: callable returning the active pack.
         kiosk_id: printed on the receipt.
         out: folder to keep a copy of each receipt's bytes and text (None: keep none).
+        zone: the hall's time zone, in which the receipt's time is printed (None: the machine's).
+
+    The action's ``at`` (an ISO time; stored times are UTC) is the time printed, so a reprint
+    shows when the customer paid; without it, now. ``reprint`` marks the title as a copy.
     """
 
-    def __init__(self, printer: ReceiptPrinter, pack: Any, kiosk_id: str, out: Path | None = None) -> None:
+    def __init__(self, printer: ReceiptPrinter, pack: Any, kiosk_id: str, out: Path | None = None,
+                 zone: dt.tzinfo | None = None) -> None:
         self.printer = printer
         self.pack = pack
         self.kiosk_id = kiosk_id
         self.out = out
+        self.zone = zone
         self.printed: list[tuple[bytes, str]] = []
 
     def lines(self, args: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
         """Title, (label, value) lines and footer of a receipt."""
         pack = self.pack()
         rows = [(pack.label(Label.HDR_KIOSK), self.kiosk_id),
-                (pack.label(Label.HDR_TIME), dt.datetime.now().strftime("%Y-%m-%d %H:%M"))]
+                (pack.label(Label.HDR_TIME), self.local_time(args.get("at")).strftime("%Y-%m-%d %H:%M"))]
         for key, label in RECEIPT_FIELDS:
             if key in args and (key in ("account", "paid", "reference") or getattr(args[key], "fen", 1)):
                 rows.append((pack.label(label), pack.display(args[key])))
-        return pack.label(Label.RECEIPT_TITLE), rows, pack.label(Label.RECEIPT_FOOTER)
+        title = pack.label(Label.RECEIPT_TITLE)
+        if args.get("reprint"):
+            title += pack.label(Label.RECEIPT_REPRINT)
+        return title, rows, pack.label(Label.RECEIPT_FOOTER)
+
+    def local_time(self, at: str | None) -> dt.datetime:
+        """``at`` (ISO; naive or ``Z`` means UTC) or now, in the hall's zone."""
+        when = dt.datetime.now(dt.UTC)
+        if at:
+            when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(self.zone)
 
     async def __call__(self, action: DeviceAction) -> None:
         if action.action != "print":

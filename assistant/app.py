@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.adapters import GrammarListener, ReceiptDevice, SilentVoice, SpeakerVoice, WavVoice
+from assistant.backoffice import hall_zone
 from assistant.billing import LedgerBilling
 from assistant.config import Config
 from assistant.customers import CustomerDirectory
@@ -157,7 +158,8 @@ async def build_kiosk(
         services.face_available = cam is not None and face is not None
 
         printer = EscposPrinter(config.section("printer", PrinterConfig))
-        receipts = ReceiptDevice(printer, lambda: kiosk_ref[0].pack, kiosk_id, out_dir / "receipts" if out_dir else None)
+        receipts = ReceiptDevice(printer, lambda: kiosk_ref[0].pack, kiosk_id, out_dir / "receipts" if out_dir else None,
+                                 zone=hall_zone(config))
         devices: dict[str, Any] = {"printer": receipts}
         if cam is not None:
             from assistant.vision import CameraDevice, CardDevice

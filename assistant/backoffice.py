@@ -115,6 +115,11 @@ def backoffice_section(config: Config) -> BackofficeSection:
     return config.section("backoffice", BackofficeSection)
 
 
+def hall_zone(config: Config) -> ZoneInfo:
+    """The hall's time zone (``[backoffice] timezone``): business days and printed times."""
+    return tz(backoffice_section(config))
+
+
 def tz(section: BackofficeSection) -> ZoneInfo:
     """The kiosk's time zone."""
     try:

@@ -286,13 +286,17 @@ def _register_receipt(p: argparse.ArgumentParser) -> None:
 async def _receipt(args: argparse.Namespace, config: Config) -> int:
     """Reprint a cash receipt from the journal (e.g. for a payment finished after a power cut)."""
     from assistant.adapters import ReceiptDevice
+    from assistant.backoffice import hall_zone
     from assistant.errors import PaymentError
     from assistant.locale import LocaleRegistry
     from assistant.messages import DeviceAction, frozen_map
     from assistant.receipts import printable, receipt_for
     from devices.printer import EscposPrinter, PrinterConfig
 
-    async with Database(_db_path(args, config)) as db:
+    path = _db_path(args, config)
+    if not path.is_file():
+        raise PaymentError(f"no database at {path} (see --db or [storage] path)")
+    async with Database(path) as db:
         if args.account:
             rows = await db.fetchall(
                 "SELECT id, created_at, due_fen FROM payment WHERE method = 'cash' AND account_no = ? "
@@ -304,6 +308,8 @@ async def _receipt(args: argparse.Namespace, config: Config) -> int:
                 except PaymentError:
                     state = "open"
                 print(f"{pid}  {at}  due {_fen(int(due))}  {state}")
+            if not rows:
+                print(f"no cash payments for account {args.account} in {path}", file=sys.stderr)
             if not args.payment:
                 return 0 if rows else 1
         if not args.payment:
@@ -311,13 +317,16 @@ async def _receipt(args: argparse.Namespace, config: Config) -> int:
         ids = [r[0] for r in await db.fetchall(
             "SELECT id FROM payment WHERE method = 'cash' AND (id = ? OR id LIKE ?)",
             (args.payment, "%" + args.payment))]
-        if len(ids) != 1:
-            raise PaymentError(f"{len(ids)} cash payments match {args.payment!r}; give more digits")
+        if not ids:
+            raise PaymentError(f"no cash payment with the id or serial number {args.payment!r} in {path}")
+        if len(ids) > 1:
+            raise PaymentError(f"{len(ids)} cash payments end in {args.payment!r} ({', '.join(ids[:5])}"
+                               f"{', ...' if len(ids) > 5 else ''}); give more digits")
         receipt = await receipt_for(db, ids[0])
     packs = LocaleRegistry.from_config(config).load()
     device = ReceiptDevice(EscposPrinter(config.section("printer", PrinterConfig)), lambda: packs.default,
-                           receipt.kiosk_id or config.kiosk.id)
-    action = DeviceAction("printer", "print", frozen_map(printable(receipt)))
+                           receipt.kiosk_id or config.kiosk.id, zone=hall_zone(config))
+    action = DeviceAction("printer", "print", frozen_map({**printable(receipt), "reprint": True}))
     title, rows, footer = device.lines(dict(action.args))
     print(title)
     for label, value in rows:

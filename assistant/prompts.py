@@ -437,6 +437,8 @@ class Label(StrEnum):
     """可找零"""
     RECEIPT_TITLE = "receipt_title"
     """Receipt heading: 电费交费凭条."""
+    RECEIPT_REPRINT = "receipt_reprint"
+    """Added to the title of a reprinted receipt: （补打）."""
     RECEIPT_FOOTER = "receipt_footer"
     """Receipt footer: keep it safe; service phone."""
     HDR_KIOSK = "hdr_kiosk"

@@ -114,7 +114,8 @@ async def receipt_for(db: Database, payment_id: str) -> ReceiptData:
 def printable(r: ReceiptData) -> dict[str, Any]:
     """The receipt as the fields the receipt printer prints (as the dialog gives them at the end
     of a payment): masked account, money as :class:`~assistant.messages.Amount`, the serial
-    number (the payment id's last six digits) as :class:`~assistant.messages.Digits`."""
+    number (the payment id's last six digits) as :class:`~assistant.messages.Digits`, and the
+    time the payment closed."""
     from assistant.customers import mask_account
     from assistant.messages import Amount, Digits
 
@@ -127,4 +128,5 @@ def printable(r: ReceiptData) -> dict[str, Any]:
         "change": Amount(r.change_paid_fen),
         "credited": Amount(r.credited_fen),
         "reference": Digits(r.reference[-6:]),
+        "at": r.closed_at,
     }

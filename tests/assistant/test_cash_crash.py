@@ -134,9 +134,15 @@ async def reap(proc: Any, timeout: float) -> None:
     polls all live children, so a ``join`` in a worker thread races a start in this thread
     and one of them reads nothing (reported as exit code 255).
     """
-    deadline = time.monotonic() + timeout
-    while proc.is_alive() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    loop.add_reader(proc.sentinel, ended.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), timeout)
+    finally:
+        loop.remove_reader(proc.sentinel)
+    proc.join(0)
 
 
 async def run_child(ctx: Any, db: Path, link: Path, ctl: SimControl, pid: str | None,

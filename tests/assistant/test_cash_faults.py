@@ -6,7 +6,9 @@ Real simulator on a real pty and the real pyserial driver; faults are injected i
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -451,12 +453,21 @@ async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
 
     assert await asyncio.to_thread(cli, "123456") == 0  # the serial number, as spoken and printed
     text = capsys.readouterr().out
-    assert "电费交费凭条" in text and "******0016" in text
+    assert "电费交费凭条（补打）" in text and "******0016" in text  # marked as a copy
     assert f"¥{result.posted_fen // 100}.{result.posted_fen % 100:02d}" in text
+    # the time the customer paid, in the hall's time zone - not the time of the reprint
+    paid_at = dt.datetime.fromisoformat(result.receipt.closed_at.replace("Z", "+00:00"))
+    assert paid_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("时间: %Y-%m-%d %H:%M") in text
     assert await asyncio.to_thread(cli, "--account", "1000000016") == 0
     listing = capsys.readouterr().out
     assert "20261203120000123456" in listing and "recovered" in listing
     assert await asyncio.to_thread(cli, "999999") == 1
+    assert "no cash payment with the id or serial number '999999'" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli, "--account", "1000000099") == 1
+    assert "no cash payments for account 1000000099" in capsys.readouterr().err
+    missing = tmp_path / "nosuch.db"
+    assert await asyncio.to_thread(main, ["cash", "receipt", "123456", "--db", str(missing)]) == 1
+    assert f"no database at {missing}" in capsys.readouterr().err and not missing.exists()
 
 
 async def test_payout_command_lost_three_times_pays_once_and_leaves_no_stray_error(db: Database, tmp_path: Path) -> None:
