@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KioskError as exc:
         print(f"main.py {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        print(f"main.py {args.command}: needs the Python package {exc.name!r}, which is not installed; "
+              "run `make setup`", file=sys.stderr)
+        return 2
     except OSError as exc:
         # a full disk, a read-only data folder, a missing device file: say which, no traceback
         print(f"main.py {args.command}: {exc}", file=sys.stderr)

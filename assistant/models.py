@@ -435,6 +435,8 @@ class Installer:
         local_files: archives given with ``--from`` (files, or folders searched for
             archives); each is matched to a source by its SHA-256.
         offline: never run the registry clients or download from an address.
+        download: fetch ``url`` sources from their official address (False: only ``--from``
+            files and archives already in the cache; the registry clients still run).
         progress: where progress lines go (None: the module logger only).
     """
 
@@ -445,11 +447,13 @@ class Installer:
         local_files: Sequence[Path] = (),
         offline: bool = False,
         progress: Any = None,
+        download: bool = True,
     ) -> None:
         self.layout = layout
         self.manifest = manifest
         self.local_files = [Path(p) for p in local_files]
         self.offline = offline
+        self.download = download
         self._progress = progress
         self._local_hashes: dict[Path, str] = {}
 
@@ -609,6 +613,12 @@ class Installer:
             raise NotObtainable(
                 f"not installed: offline and no archive given; provide --from FILE "
                 f"({src.archive}, SHA-256 {src.sha256})"
+            )
+        if src.type == "url" and not self.download:
+            raise NotObtainable(
+                f"not installed: put {src.archive} (SHA-256 {src.sha256}) in {self.layout.cache}/ "
+                f"or run `main.py models install {entry.id} --from FILE` (or without --from, to "
+                f"download it from {src.url})"
             )
         self.layout.cache.mkdir(parents=True, exist_ok=True)
         fetched = self._fetch(entry, src)
@@ -833,6 +843,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="reinstall even if already installed")
     p.add_argument("--offline", action="store_true", help="use only --from files and the cache")
+    p.add_argument("--no-download", action="store_true",
+                   help="run the package clients, but fetch nothing from other addresses: archives "
+                        "of such models come from --from or the cache")
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser("list", help="what is installed, where from, licence and size")
     p.set_defaults(func=_cmd_list)
@@ -854,7 +867,8 @@ def _cmd_install(args: argparse.Namespace, config: Config) -> int:
     for i in ids:
         manifest.get(i)
     installer = Installer(
-        layout, manifest, [Path(p) for p in args.local], offline=args.offline, progress=sys.stdout
+        layout, manifest, [Path(p) for p in args.local], offline=args.offline, progress=sys.stdout,
+        download=not args.no_download,
     )
     installer.check_local_files()
     failed = False

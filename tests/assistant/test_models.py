@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -359,3 +360,17 @@ def test_official_address_is_used_where_reachable(kit, tmp_path):
     (layout.cache / "asr-small-0.1.zip").unlink()
     out = Installer(layout, load_manifest(kit.manifest.path)).install("asr-small-0.1", force=True)
     assert out.status == "not-installed" and "provide --from FILE" in out.detail
+
+
+def test_no_download_takes_an_address_only_archive_from_the_cache(kit):
+    """What ``make`` runs: package clients allowed, no other address; the archive dropped
+    into the cache folder is found there and checked."""
+    inst = Installer(kit.layout, kit.manifest, download=False)
+    out = inst.install("asr-small-0.1")
+    assert out.status == "not-installed" and not out.failed
+    assert "put asr-small-0.1.zip (SHA-256 " in out.detail and str(kit.layout.cache) in out.detail
+    kit.layout.cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy(kit.zipped, kit.layout.cache / "asr-small-0.1.zip")
+    out = Installer(kit.layout, kit.manifest, download=False).install("asr-small-0.1")
+    assert out.status == "installed", out.detail
+    assert (model_path(kit.config, "asr-small-0.1") / "am" / "final.mdl").read_bytes() == b"am" * 10
