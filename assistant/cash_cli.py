@@ -223,13 +223,25 @@ def _insert(args: argparse.Namespace, config: Config) -> int:
         print(f"cash insert: no simulator is running ({path} not found); start the kiosk with "
               "[cash] simulate = true (make run)", file=sys.stderr)
         return 2
+    what, unit = ("coin", "coins") if args.coin else ("note", "notes")
     control = SimControl(path)
     try:
+        state = control.snapshot()
+        known = sorted((int(k) for k in state[unit]), reverse=True)
+        if fen not in known:
+            print(f"cash insert: the {unit[:-1]} unit takes no {args.yuan} yuan {what} (it takes "
+                  f"{', '.join(_fen(v).removesuffix('.00') for v in known)})", file=sys.stderr)
+            return 2
         taken = control.insert_coin(fen) if args.coin else control.insert_note(fen)
     finally:
         control.close()
-    what = "coin" if args.coin else "note"
-    print(f"{args.yuan} yuan {what}: {'taken in' if taken else 'refused at the slot (not accepted now)'}")
+    if taken:
+        print(f"{args.yuan} yuan {what}: taken in")
+    elif state[f"{unit}_busy"]:
+        print(f"{args.yuan} yuan {what}: handed back - the unit is busy with the one before it")
+    else:
+        print(f"{args.yuan} yuan {what}: handed back - the unit takes cash only while a payment waits "
+              f"for it, and only {what}s the kiosk can give change for")
     return 0 if taken else 1
 
 

@@ -40,15 +40,24 @@ async def test_a_note_inserted_from_the_command_line_is_credited(monkeypatch) ->
             side = await open_cash(config, db, LedgerBilling(db), events.append)
             try:
                 assert (data / "cash" / "sim.sock").exists()
+
+                async def insert(*args: str) -> tuple[int, str, str]:
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable, "main.py", "cash", "insert", *args, cwd=ROOT,
+                        env={"KIOSK_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"},
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    )
+                    out, err = await asyncio.wait_for(proc.communicate(), 60)
+                    return proc.returncode or 0, out.decode(), err.decode()
+
+                code, out, _ = await insert("50")  # no payment waits for cash yet
+                assert code == 1 and "handed back - the unit takes cash only while a payment waits" in out
+                code, _, err = await insert("3")  # there is no 3 yuan note
+                assert code == 2 and "takes no 3 yuan note (it takes 100, 50, 20, 10, 5, 1)" in err
                 await side.service.begin("P1", "2000000001", 3000, None)
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "main.py", "cash", "insert", "50", cwd=ROOT,
-                    env={"KIOSK_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"},
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                )
-                out, err = await asyncio.wait_for(proc.communicate(), 60)
-                assert proc.returncode == 0, err.decode()
-                assert "taken in" in out.decode()
+                code, out, err = await insert("50")
+                assert code == 0, err
+                assert "taken in" in out
                 result = await side.service.wait_finished("P1", 30)
                 assert result.inserted_fen == 5000 and result.posted_fen == 3000
                 assert CashEventKind.CREDITED in [e.event for e in events]
