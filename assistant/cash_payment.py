@@ -704,7 +704,9 @@ class CashPaymentService(CashPayments):
         if unit in self._locked:
             return  # disabled on purpose for a cassette exchange
         dev = self.units[unit]
-        log.warning("cash unit %s reported %s: setting it up again", unit, why)
+        # the first poll after opening a unit carries its own power-up reset: routine
+        level = logging.DEBUG if self._polls[unit] <= 1 else logging.WARNING
+        log.log(level, "cash unit %s reported %s: setting it up again", unit, why)
         await dev.open()
         await dev.enable()
         self._accepting[unit] = None

@@ -245,16 +245,18 @@ async def _summary(parts: Any, sim: Any) -> dict[str, Any]:
 
 
 def _write(out: Path, transcript: Transcript, display: HeadlessDisplay, parts: Any, summary: dict[str, Any]) -> None:
-    print("\n== Final balances")
+    final = ["", "== Final balances"]
     for no, acc in summary["accounts"].items():
-        print(f"account {no}: arrears {_yuan(acc['arrears_fen'])}, prepaid {_yuan(acc['prepaid_fen'])}")
+        final.append(f"account {no}: arrears {_yuan(acc['arrears_fen'])}, prepaid {_yuan(acc['prepaid_fen'])}")
     for p in summary["postings"]:
-        print(f"posting {p['reference']}: {p['kind']} {_yuan(p['amount_fen'])} to {p['account_no']} by {p['channel']}")
-    print("\n== Cassette counts (kiosk books)")
+        final.append(f"posting {p['reference']}: {p['kind']} {_yuan(p['amount_fen'])} to {p['account_no']} by {p['channel']}")
+    final += ["", "== Cassette counts (kiosk books)"]
     for unit, counts in summary["cash_books"].items():
-        print(f"{unit}: " + ", ".join(f"{_yuan(d)}×{n}" for d, n in counts.items()))
+        final.append(f"{unit}: " + ", ".join(f"{_yuan(d)}×{n}" for d, n in counts.items()))
+    print("\n".join(final))
     (out / "transcript.txt").write_text(
-        "\n".join(f"{ln.kind.upper():<6} {ln.text}" for ln in transcript.lines) + "\n", encoding="utf-8"
+        "\n".join([*(f"{ln.kind.upper():<6} {ln.text}" for ln in transcript.lines), *final]) + "\n",
+        encoding="utf-8",
     )
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     speech = sorted((out / "speech").glob("*.wav")) if (out / "speech").exists() else []
@@ -270,6 +272,7 @@ def _render_screens(out: Path, shown: list[ScreenModel]) -> None:
     """Draw each distinct screen with the real Kivy window (needs a display, e.g. Xvfb)."""
     import os
     import subprocess
+    import tempfile
 
     seen: dict[str, ScreenModel] = {}
     for model in shown:
@@ -281,9 +284,10 @@ def _render_screens(out: Path, shown: list[ScreenModel]) -> None:
         return
     from ui.render import dump_models
 
-    spec = folder / "models.json"
-    dump_models(list(seen.values()), spec)
-    proc = subprocess.run([sys.executable, "-m", "ui.render", str(spec), str(folder)], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="kiosk-screens-") as tmp:
+        spec = Path(tmp) / "models.json"
+        dump_models(list(seen.values()), spec)
+        proc = subprocess.run([sys.executable, "-m", "ui.render", str(spec), str(folder)], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"{folder}: screen rendering failed: {proc.stderr.strip().splitlines()[-1:]}")
         return

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Config
-from assistant.errors import MissingPackageError, SpokenNumberError
+from assistant.errors import SpokenNumberError
 from assistant.locale import PACK_FILE, LocalePack, Problem, load_packs, pid_file
 from assistant.messages import Amount, Count, Digits, Seconds
 from assistant.prompts import Label, Prompt
@@ -195,19 +196,45 @@ def example_slots(pack: LocalePack, prompt_id: str) -> dict[str, Any]:
     return slots
 
 
-def parse_slot(text: str, pack: LocalePack) -> tuple[str, Any]:
-    """``amount=¥12.50`` (or the amount in the pack's words) -> Amount; ``account=0012`` -> Digits; else text."""
+_DIGIT_SLOTS = {"account", "phone", "last4", "reference", "state"}
+
+
+def parse_slot(text: str, pack: LocalePack, prompt_id: str = "") -> tuple[str, Any]:
+    """``NAME=VALUE`` for one placeholder of the prompt, typed by what the placeholder holds.
+
+    Amounts are yuan (``12.5``, ``¥12.50``, ``12.5元``) or the pack's money words; account,
+    phone and reference numbers are digits (``*`` for masked ones); counts are whole
+    numbers; anything else is text. A value that does not fit is an error naming the slot.
+    """
+    from assistant.locale import placeholders
     from speech.numbers import parse_money
 
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise SystemExit(f"--slot needs NAME=VALUE, got {text!r}")
-    if re.fullmatch(r"[\d*]+", value):
+        raise SystemExit(f"locales say: --slot needs NAME=VALUE, got {text!r}")
+    if prompt_id:
+        names = placeholders(pack.text(prompt_id))
+        if name not in names:
+            have = ", ".join(sorted(names)) or "none"
+            raise SystemExit(f"locales say: prompt '{prompt_id}' has no slot '{name}' (its slots: {have})")
+    if name in _AMOUNT_SLOTS:
+        try:
+            return name, Amount(parse_money(value, pack.number_style))
+        except SpokenNumberError:
+            raise SystemExit(f"locales say: {name}={value!r} is not an amount: write yuan (12.5 or ¥12.50) "
+                             "or the pack's money words") from None
+    if name in _DIGIT_SLOTS:
+        if not re.fullmatch(r"[\d*]+", value):
+            raise SystemExit(f"locales say: {name}={value!r} must be digits (use * for masked ones)")
         return name, Digits(value)
-    try:
-        return name, Amount(parse_money(value, pack.number_style))
-    except SpokenNumberError:
-        return name, value
+    example = _EXAMPLES.get(name)
+    if isinstance(example, Count | Seconds) or (name not in _EXAMPLES and name != "name" and value.isdigit()):
+        if not value.isdigit():
+            raise SystemExit(f"locales say: {name}={value!r} must be a whole number")
+        return name, type(example)(int(value)) if isinstance(example, Seconds) else Count(int(value))
+    if not value:
+        raise SystemExit(f"locales say: {name}= has no value")
+    return name, value
 
 
 def cmd_say(args: argparse.Namespace, config: Config) -> int:
@@ -218,33 +245,34 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
         return 1
     pack = packs[args.pack]
     slots = example_slots(pack, args.prompt)
-    slots.update(dict(parse_slot(s, pack) for s in args.slot))
+    slots.update(dict(parse_slot(s, pack, args.prompt) for s in args.slot))
     rendered = pack.render(args.prompt, slots)
     out = Path(args.out) if args.out else config.data_dir / "say" / f"{pack.id}-{args.prompt}.wav"
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"shown:  {rendered.display}")
     print(f"spoken: {rendered.speech}")
-    synthesise_to_wav(rendered.speech, pack.voice, pack.rate, out)
+    synthesise_to_wav(rendered.speech, pack.voice, pack.rate, out, config)
     print(f"wrote {out} (voice {pack.voice}, {pack.rate} words per minute)")
     if not args.no_play:
         play_wav(out)
     return 0
 
 
-def synthesise_to_wav(text: str, voice: str, rate: int, path: Path) -> Path:
-    """Speak ``text`` with espeak-ng through pyttsx3 into a WAV file."""
-    try:
-        import pyttsx3
-    except ImportError:
-        raise MissingPackageError("pyttsx3", "tts") from None
-    engine = pyttsx3.init("espeak")
-    try:
-        engine.setProperty("voice", voice)
-        engine.setProperty("rate", rate)
-        engine.save_to_file(text, str(path))
-        engine.runAndWait()
-    finally:
-        engine.stop()
+def synthesise_to_wav(text: str, voice: str, rate: int, path: Path, config: Config | None = None) -> Path:
+    """Speak ``text`` into a WAV file with the kiosk's own synthesizer (``[tts]``)."""
+    from speech.tts import TtsSection, create_synthesizer
+
+    section = config.section("tts", TtsSection) if config is not None else TtsSection()
+
+    async def render() -> None:
+        synth = create_synthesizer(section)
+        try:
+            clip = await synth.synthesize(text, voice, rate)
+        finally:
+            await synth.close()
+        clip.to_wav(path)
+
+    asyncio.run(render())
     return path
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,10 @@ class OpenCvCamera(Camera):
         self.source = source
         self.name = f"camera {source}"
         self.loop = loop and not isinstance(source, int)
+        node = Path(f"/dev/video{source}") if isinstance(source, int) else None
+        if node is not None and sys.platform.startswith("linux") and not node.exists():
+            # asked to open a missing index, OpenCV prints its own error lines: say it once, plainly
+            raise DeviceError(f"{self.name}: cannot open ({node} does not exist)")
         self._cap = cv2.VideoCapture(source)
         if not self._cap.isOpened():
             raise DeviceError(f"{self.name}: cannot open")

@@ -58,9 +58,31 @@ def test_say_writes_speech(setup, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
     printed = capsys.readouterr().out
     assert "spoken: 户号尾号一二三四，依家欠费十二蚊五毫" in printed
+    assert "Audio saved" not in printed  # one line about the file, ours
     with wave.open(str(out)) as w:
         seconds = w.getnframes() / w.getframerate()
     assert seconds > 2.0  # a whole sentence of Cantonese, not an empty file
+
+
+@pytest.mark.parametrize(("slot", "message"), [
+    ("amount=abc", "amount='abc' is not an amount"),
+    ("account=12ab", "account='12ab' must be digits"),
+    ("foo=1", "prompt 'arrears' has no slot 'foo' (its slots: account, amount, method)"),
+])
+def test_say_refuses_a_slot_value_that_does_not_fit(setup, slot: str, message: str) -> None:
+    cfg, _ = setup
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(cfg), "locales", "say", "zh-CN", "arrears", "--slot", slot, "--no-play"])
+    assert message in str(exc.value)
+
+
+def test_say_reads_a_plain_amount_as_yuan(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyttsx3", reason="pyttsx3 (the tts extra) is not installed")
+    cfg, _ = setup
+    out = cfg.parent / "a.wav"
+    assert main(["--config", str(cfg), "locales", "say", "zh-CN", "arrears", "--slot", "amount=850",
+                 "--out", str(out), "--no-play"]) == 0
+    assert "欠费八百五十元" in capsys.readouterr().out
 
 
 def test_reload_signals_the_running_kiosk_only_when_packs_are_valid(setup, tmp_path: Path) -> None:
