@@ -299,6 +299,11 @@ class CashDevice(abc.ABC):
 
 # ----------------------------------------------------------------------------- config
 
+CNY_NOTES_FEN = (10000, 5000, 2000, 1000, 500, 100)
+"""Renminbi notes (100, 50, 20, 10, 5, 1 元) in fen."""
+CNY_COINS_FEN = (100, 50, 10)
+"""Renminbi coins (1 元, 5 角, 1 角) in fen."""
+
 _DEFAULT_NOTES = MappingProxyType(
     {"10000": 10, "5000": 10, "2000": 20, "1000": 20, "500": 20, "100": 30}
 )
@@ -361,12 +366,21 @@ class CashConfig:
     def __post_init__(self) -> None:
         if self.payout_mode not in ("denomination", "amount"):
             raise ConfigError(f"[cash] payout_mode must be 'denomination' or 'amount', got {self.payout_mode!r}")
-        if self.hold_interval_s <= 0 or self.poll_interval_s <= 0 or self.reply_timeout_s <= 0:
-            raise ConfigError("[cash] intervals and timeouts must be positive")
-        for name in ("sim_notes", "sim_coins"):
+        for name in ("reply_timeout_s", "poll_interval_s", "hold_interval_s", "max_hold_s", "finish_timeout_s",
+                     "reconnect_interval_s", "sim_escrow_timeout_s", "sim_speed"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"[cash] {name} = {getattr(self, name):g}: must be more than 0")
+        if self.retries < 0:
+            raise ConfigError(f"[cash] retries = {self.retries}: must be 0 or more")
+        for name, known in (("sim_notes", CNY_NOTES_FEN), ("sim_coins", CNY_COINS_FEN)):
             for key, count in getattr(self, name).items():
                 if not key.isdigit() or int(key) <= 0 or count < 0:
                     raise ConfigError(f"[cash] {name}: '{key}' = {count} is not fen = count")
+                if self.currency == "CNY" and int(key) not in known:
+                    raise ConfigError(
+                        f"[cash] {name}: there is no {int(key) / 100:g} yuan {name[4:-1]} "
+                        f"(keys are fen: {', '.join(map(str, known))})"
+                    )
 
     def float_of(self, unit: Unit) -> dict[int, int]:
         """The simulator's initial float for a unit as fen -> count."""
