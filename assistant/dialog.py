@@ -1351,7 +1351,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._say(Prompt.RECEIPT_SPOKEN, **receipt)
         self._out.append(DeviceAction("printer", "print", receipt))
         self._say(Prompt.RECEIPT_PRINTING)
-        self._show(Screen.RESULT, **receipt)
+        # The screen shows only what happened: no "credited ¥0.00", and no cash lines for a
+        # payment that took no cash (card, e-wallet).
+        shown = dict(receipt)
+        if not event.credited_fen:
+            del shown["credited"]
+        if not event.inserted_fen:
+            del shown["inserted"], shown["change"]
+        self._show(Screen.RESULT, **shown)
         self._enter(State.RESULT)
         self._timer(RESULT_TIMER, self.config.result_timeout_s)
         self._listen(Intent.CONFIRM, Intent.CANCEL)

@@ -365,6 +365,9 @@ async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> No
         services.spawner,
     )
     assert (await services.billing.account("3100012345")).arrears_fen == 0
+    # No cash went in or out: the result screen has no cash lines (no big "change ¥0.00").
+    result = dialog.last_show.fields
+    assert result["paid"] == Amount(12345) and not {"inserted", "change", "credited"} & set(result)
     challenge = [s for s in t.says() if s.prompt_id == "liveness_challenge"][0]
     assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
 
@@ -585,3 +588,31 @@ async def test_account_number_said_while_the_camera_looks(services) -> None:
         ],
     )
     assert dialog.session.digits == "3100012345"
+
+
+@pytest.mark.parametrize(
+    ("result", "shown"),
+    [
+        (Result(True, 20000, 7655, 0, 12345), {"inserted": 20000, "change": 7655}),  # all change paid out
+        (Result(True, 20000, 7650, 5, 12345), {"inserted": 20000, "change": 7650, "credited": 5}),
+        (Result(True, 15000, 0, 2655, 12345), {"inserted": 15000, "change": 0, "credited": 2655}),
+    ],
+)
+async def test_result_screen_shows_a_credit_only_when_one_was_made(services, db, result, shown) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=result.inserted_fen), state="settling"),
+        ],
+        services.spawner,
+    )
+    services.cash.result = result
+    await run_dialog(dialog, [Step(SPAWNED, show="result", state="result")], services.spawner, start=False)
+    fields = dialog.last_show.fields
+    money = {k: fields[k].fen for k in ("inserted", "change", "credited") if k in fields}
+    assert money == shown
+    assert fields["paid"] == Amount(12345)
