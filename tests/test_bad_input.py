@@ -71,7 +71,8 @@ async def test_camera_problems_end_in_the_account_number_path(tmp_path, photo, p
         parts.kiosk.post(KeyPressed(Key.CONFIRM))  # the customer touches "pay": the camera looks
         model = await display.wait_for("account_entry", 30)
         assert prompt in spoken(parts)
-        assert "ask_account" in spoken(parts)
+        # asked for the way it can be given: typed only when the kiosk cannot hear
+        assert ("ask_account" if parts.services.voice_available else "ask_account_keys") in spoken(parts)
         assert model.caption  # what is said is also shown
     finally:
         await finish(parts, stop, task)
