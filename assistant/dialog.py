@@ -172,6 +172,23 @@ FACE_GUIDANCE = {
     FaceOutcome.BLURRY: Prompt.FACE_BLURRY,
 }
 
+# The opening words fit what the kiosk can do right now: (camera, voice input) -> prompt.
+# Without a camera the customer is asked for the account number instead of to look at
+# the screen; without a recogniser they are told to use the keys, never to speak.
+WELCOME_PROMPTS: dict[tuple[bool, bool], Prompt] = {
+    (True, True): Prompt.WELCOME,
+    (True, False): Prompt.WELCOME_KEYS,
+    (False, True): Prompt.WELCOME_NO_CAMERA,
+    (False, False): Prompt.WELCOME_KEYS_NO_CAMERA,
+}
+
+
+def welcome_prompt(face: bool, voice: bool) -> Prompt:
+    """The welcome prompt for a kiosk with (``face``) or without a camera and face model,
+    and with (``voice``) or without speech recognition."""
+    return WELCOME_PROMPTS[(bool(face), bool(voice))]
+
+
 # Voice and text adjustments: intent -> (setting, step, acknowledgement).
 ADJUSTMENTS: dict[str, tuple[str, int, str]] = {
     Intent.SLOWER: ("rate", -1, Prompt.SLOWER_ACK),
@@ -714,12 +731,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
     async def _begin_session(self) -> None:
         self.session = Session()
         self._new_turn()
-        self._say(Prompt.WELCOME)
-        if not self.services.voice_available:
-            self._say(Prompt.KEYPAD_ONLY)
+        self._say(welcome_prompt(face=self.services.face_available, voice=self.services.voice_available))
         if not self.services.face_available:
-            # No camera or face model: go straight to the account number, no waiting.
-            self._say(Prompt.ASK_ACCOUNT)
+            # No camera or face model: go straight to the account number, no waiting (the
+            # welcome has already asked for it).
             self.session.digits = ""
             self._show_account_entry()
             self._enter(State.ACCOUNT_ENTRY)
@@ -808,16 +823,21 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 return
         if intent in (Intent.DENY, Intent.CONFIRM):
             s.candidate_user = None
-            self._ask_account(Prompt.ASK_ACCOUNT)
+            self._ask_account()
 
     # ------------------------------------------------------------------ account number
-    def _ask_account(self, first: str) -> None:
+    def _account_prompt(self) -> Prompt:
+        """How to give the account number: spoken or typed, or typed only when the
+        customer cannot be heard."""
+        return Prompt.ASK_ACCOUNT if self.services.voice_available else Prompt.ASK_ACCOUNT_KEYS
+
+    def _ask_account(self, first: str | None = None) -> None:
         s = self.session
         s.digits = ""
         self._new_turn()
-        if first != Prompt.ASK_ACCOUNT:
+        if first is not None:
             self._say(first)
-        self._say(Prompt.ASK_ACCOUNT)
+        self._say(self._account_prompt())
         self._show_account_entry()
         self._enter(State.ACCOUNT_ENTRY)
         self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
@@ -837,7 +857,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if intent in ("enter", Intent.CONFIRM):
             self._out.append(DeviceAction("camera", "stop"))
-            self._ask_account(Prompt.ASK_ACCOUNT)
+            self._ask_account()
 
     async def _in_account_entry(self, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         s = self.session
@@ -867,7 +887,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._new_turn()
         if len(s.digits) != self.config.account_digits or not s.digits.isdigit():
             self._say(Prompt.ACCOUNT_DIGITS_WRONG, length=Count(self.config.account_digits))
-            self._say(Prompt.ASK_ACCOUNT)
+            self._say(self._account_prompt())
             s.digits = ""
             self._show_account_entry()
             self._enter(State.ACCOUNT_ENTRY)
@@ -886,7 +906,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             except UnknownAccount:
                 self._new_turn()
                 self._say(Prompt.ACCOUNT_NOT_FOUND, account=Digits(s.digits))
-                self._say(Prompt.ASK_ACCOUNT)
+                self._say(self._account_prompt())
                 s.digits = ""
                 self._show_account_entry()
                 self._enter(State.ACCOUNT_ENTRY)
@@ -896,7 +916,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             await self._load_account(info.account_no, info)
             return
         if intent == Intent.DENY or intent == "clear":
-            self._ask_account(Prompt.ASK_ACCOUNT)
+            self._ask_account()
             return
         if intent == Intent.ACCOUNT_NUMBER or intent == "digit":
             s.digits = ""
@@ -1331,7 +1351,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._say(Prompt.RECEIPT_SPOKEN, **receipt)
         self._out.append(DeviceAction("printer", "print", receipt))
         self._say(Prompt.RECEIPT_PRINTING)
-        self._show(Screen.RESULT, **receipt)
+        # The screen shows only what happened: no "credited ¥0.00", and no cash lines for a
+        # payment that took no cash (card, e-wallet).
+        shown = dict(receipt)
+        if not event.credited_fen:
+            del shown["credited"]
+        if not event.inserted_fen:
+            del shown["inserted"], shown["change"]
+        self._show(Screen.RESULT, **shown)
         self._enter(State.RESULT)
         self._timer(RESULT_TIMER, self.config.result_timeout_s)
         self._listen(Intent.CONFIRM, Intent.CANCEL)

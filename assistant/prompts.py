@@ -73,7 +73,17 @@ class Prompt(StrEnum):
 
     # --- session ------------------------------------------------------------------
     WELCOME = "welcome"
-    """Greeting while the camera looks for a face; lists what can be said."""
+    """Greeting while the camera looks for a face: look at the screen, or say the account
+    number, or press the big key to type it."""
+    WELCOME_KEYS = "welcome_keys"
+    """Greeting with a camera but no voice input: voice cannot be used now, use the keys;
+    look at the screen, or press the big key to type the account number."""
+    WELCOME_NO_CAMERA = "welcome_no_camera"
+    """Greeting without a camera: say the account number digit by digit, or type it and
+    press enter."""
+    WELCOME_KEYS_NO_CAMERA = "welcome_keys_no_camera"
+    """Greeting with neither camera nor voice input: voice cannot be used now; type the
+    account number on the keypad and press enter."""
     LOOKING = "looking"
     """Please look at the screen while we recognise you."""
     GOODBYE = "goodbye"
@@ -98,8 +108,6 @@ class Prompt(StrEnum):
     """No staff on duty: call {phone}."""
     LANGUAGE_SWITCHED = "language_switched"
     """Spoken in the new pack: I will speak <dialect> now."""
-    KEYPAD_ONLY = "keypad_only"
-    """Voice is unavailable now; please use the keys."""
     SETTINGS_INTRO = "settings_intro"
     """Here you can make the text bigger, the voice slower or louder; press done when finished."""
     FASTER_ACK = "faster_ack"
@@ -132,6 +140,8 @@ class Prompt(StrEnum):
     # --- account ------------------------------------------------------------------
     ASK_ACCOUNT = "ask_account"
     """Say your account number digit by digit or type it on the keypad, then press enter."""
+    ASK_ACCOUNT_KEYS = "ask_account_keys"
+    """Without voice input: type your account number on the keypad, then press enter."""
     ACCOUNT_READBACK = "account_readback"
     """Your account number is {account}, right?"""
     ACCOUNT_NOT_FOUND = "account_not_found"
@@ -603,6 +613,6 @@ class Label(StrEnum):
     HINT_NO_CHANGE = "hint_no_change"
     """现在不能找零，请放入正好的金额"""
     HINT_DIGITS = "hint_digits"
-    """用下方按键或数字键输入"""
+    """用右侧按键或数字键输入 (the on-screen keypad is to the right of the digit boxes)"""
     BTN_BACK_IN_SERVICE = "btn_back_in_service"
     """恢复服务 (the staff menu's out-of-service button while the kiosk is out of service)"""

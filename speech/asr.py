@@ -763,7 +763,7 @@ class TranscriberChoice:
 
     @property
     def keypad_only(self) -> bool:
-        """True when no recogniser is available (the dialog announces ``keypad_only``)."""
+        """True when no recogniser is available (the dialog then greets with a keys-only welcome)."""
         return self.transcriber is None
 
 

@@ -4,7 +4,8 @@
 ``[audio]``, ``[tts]`` and ``[asr]``. Nothing here raises for a missing package, model or
 device: each problem is recorded in :attr:`Voice.problems`, the matching part is left out
 (no recogniser or no microphone: keypad-only; no loudspeaker or engine: silent, screen
-only), and the dialog announces the ``keypad_only`` prompt when :attr:`Voice.keypad_only`.
+only), and when :attr:`Voice.keypad_only` the dialog greets with a welcome that asks for
+the keys and never invites speech.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ normal one and the largest). From the widget tree it measures:
   the pixels actually drawn;
 - that every character is in the font's character map;
 - that nothing is clipped (text larger than its widget, a widget outside the
-  window or outside its parent) and that no two texts or targets overlap.
+  window or outside its parent) and that no two texts or targets overlap;
+- that the screen's first text or button keeps clear of the title bar (at least
+  20 dp below it).
 
 It saves a screenshot per screen and scale, prints a table, and exits non-zero on
 any breach. Without a display it re-runs itself under ``xvfb-run``.
@@ -38,6 +40,7 @@ from ui.samples import Sample, build_samples, default_packs, present
 from ui.theme import (
     MAX_TEXT_SCALE,
     MIN_CONTRAST,
+    MIN_HEADER_GAP_DP,
     MIN_TARGET_DP,
     MIN_TEXT_DP,
     PALETTE,
@@ -59,7 +62,7 @@ class Breach:
     """One failure of the bar."""
 
     kind: str
-    """target, text, contrast, glyph, clipped, overlap, background."""
+    """target, text, contrast, glyph, clipped, overlap, background, spacing."""
     where: str
     """Which widget (its text, or its action for a button)."""
     detail: str
@@ -76,6 +79,8 @@ class ScreenAudit:
     texts: int = 0
     min_text_dp: float = float("inf")
     min_contrast: float = float("inf")
+    header_gap_dp: float = float("inf")
+    """Space between the title bar and the highest text or target below it."""
     glyphs_missing: set[str] = field(default_factory=set)
     breaches: list[Breach] = field(default_factory=list)
     screenshot: Path | None = None
@@ -217,6 +222,29 @@ def measure(root: Any, window_size: tuple[float, float], cmap: frozenset[int], a
     return texts
 
 
+def check_header_gap(bar: Any, content: Any, audit: ScreenAudit) -> float:
+    """Measure the space (dp) between the title ``bar`` and the highest text or target in
+    ``content`` into ``audit``; a breach when it is under MIN_HEADER_GAP_DP."""
+    from kivy.metrics import Metrics
+    from kivy.uix.behaviors import ButtonBehavior
+    from kivy.uix.label import Label
+
+    bar_bottom = _box(bar)[1]
+    highest = None
+    for w in _walk_visible(content):
+        is_target = isinstance(w, ButtonBehavior) and not w.disabled
+        is_text = isinstance(w, Label) and bool(w.text.strip())
+        if (is_target or is_text) and (highest is None or _box(w)[3] > _box(highest)[3]):
+            highest = w
+    if highest is None:
+        return audit.header_gap_dp
+    gap = (bar_bottom - _box(highest)[3]) / Metrics.density
+    audit.header_gap_dp = gap
+    if gap < MIN_HEADER_GAP_DP - TOLERANCE_PX:
+        audit.breaches.append(Breach("spacing", _describe(highest), f"{gap:.0f} dp below the title bar"))
+    return gap
+
+
 def _fmt_box(box: tuple[float, ...]) -> str:
     return "({:.0f},{:.0f})-({:.0f},{:.0f})".format(*box)
 
@@ -293,6 +321,7 @@ class Renderer:
         self.render(model)
         result = ScreenAudit(name, model.text_scale)
         texts = measure(self.host, self.window.size, font_cmap(self.font), result)
+        check_header_gap(self.host.ids.top, self.host.ids.content, result)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             png = out / f"{name}@{model.text_scale:g}.png"
@@ -325,21 +354,21 @@ def table(results: Sequence[ScreenAudit]) -> str:
     """The audit as a plain-text table (one line per screen and scale), breaches listed after."""
     head = (
         f"{'screen':<24} {'scale':>5} {'targets':>7} {'min dp':>6} {'texts':>5} {'min dp':>6} "
-        f"{'contrast':>8} {'glyphs':>6} {'clip':>4} {'overlap':>7} {'bg':>3}  result"
+        f"{'contrast':>8} {'glyphs':>6} {'clip':>4} {'overlap':>7} {'bg':>3} {'gap':>4}  result"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r.name:<24} {r.scale:>5.2f} {r.targets:>7} {r.min_target_dp:>6.0f} {r.texts:>5} "
             f"{r.min_text_dp:>6.1f} {r.min_contrast:>7.1f}:1 {len(r.glyphs_missing):>6} "
-            f"{r.count('clipped'):>4} {r.count('overlap'):>7} {r.count('background'):>3}  "
+            f"{r.count('clipped'):>4} {r.count('overlap'):>7} {r.count('background'):>3} {r.header_gap_dp:>4.0f}  "
             f"{'ok' if r.ok else 'FAIL'}"
         )
     failed = [r for r in results if not r.ok]
     lines.append("-" * len(head))
     lines.append(
         f"{len(results)} screens audited (targets >= {MIN_TARGET_DP:g} dp, text >= {MIN_TEXT_DP:g} dp, "
-        f"contrast >= {MIN_CONTRAST:g}:1): {len(failed)} failed"
+        f"contrast >= {MIN_CONTRAST:g}:1, gap below the title bar >= {MIN_HEADER_GAP_DP:g} dp): {len(failed)} failed"
     )
     for r in failed:
         for b in r.breaches:

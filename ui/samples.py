@@ -56,6 +56,11 @@ def _show(screen: Screen, **fields: Any) -> Show:
     return Show(screen, frozen_map(fields))
 
 
+def _without(fields: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``fields`` less ``keys`` (what the dialog leaves off a screen)."""
+    return {k: v for k, v in fields.items() if k not in keys}
+
+
 def _say(prompt: Prompt, **slots: Any) -> Say:
     return Say(prompt, frozen_map(slots))
 
@@ -233,6 +238,24 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             (
                 _say(Prompt.PAYMENT_SUCCESS, amount=Amount(due), account=account),
                 _say(Prompt.CASH_REMAINDER_CREDITED, remainder=Amount(5), account=account),
+                _say(Prompt.RECEIPT_PRINTING),
+            ),
+        ),
+        Sample(
+            # Paid with a 200 note, all the change paid out: nothing credited, so no credited line.
+            "result_no_credit",
+            _show(Screen.RESULT, **{**_without(receipt, "credited"), "change": Amount(20000 - due)}),
+            (
+                _say(Prompt.PAYMENT_SUCCESS, amount=Amount(due), account=account),
+                _say(Prompt.RECEIPT_PRINTING),
+            ),
+        ),
+        Sample(
+            # A card payment: no cash in or out, so no cash lines at all.
+            "result_card",
+            _show(Screen.RESULT, **_without(receipt, "inserted", "change", "credited")),
+            (
+                _say(Prompt.PAYMENT_SUCCESS, amount=Amount(due), account=account),
                 _say(Prompt.RECEIPT_PRINTING),
             ),
         ),

@@ -20,6 +20,9 @@ MIN_TEXT_DP = 18.0
 """Smallest text size."""
 MIN_CONTRAST = 7.0
 """Smallest contrast ratio between a text and its background (WCAG AAA)."""
+MIN_HEADER_GAP_DP = 20.0
+"""Least space between the title bar and the first text or button below it (a heading
+pressed against the bar reads as part of it)."""
 TEXT_SCALES = (1.0, 1.25, 1.5)
 """The customer's text size settings; the audit checks the largest."""
 MAX_TEXT_SCALE = TEXT_SCALES[-1]
@@ -129,6 +132,8 @@ class Sizes:
     tile_target: float = 150.0
     """A welcome or payment-method tile: the biggest targets of all."""
     padding: float = 20.0
+    content_top: float = 24.0
+    """Space between the title bar and a screen's content (at least MIN_HEADER_GAP_DP)."""
     spacing: float = 16.0
     focus_ring: float = 6.0
 

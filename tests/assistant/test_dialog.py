@@ -365,6 +365,9 @@ async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> No
         services.spawner,
     )
     assert (await services.billing.account("3100012345")).arrears_fen == 0
+    # No cash went in or out: the result screen has no cash lines (no big "change ¥0.00").
+    result = dialog.last_show.fields
+    assert result["paid"] == Amount(12345) and not {"inserted", "change", "credited"} & set(result)
     challenge = [s for s in t.says() if s.prompt_id == "liveness_challenge"][0]
     assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
 
@@ -526,3 +529,90 @@ async def test_saying_just_pay_on_the_method_screen_is_answered(services, db) ->
         ],
     )
     assert services.cash.begun == []
+
+
+@pytest.mark.parametrize(
+    ("face", "voice", "said", "state"),
+    [
+        (True, True, ["welcome", "looking"], "identifying"),
+        (True, False, ["welcome_keys", "looking"], "identifying"),
+        (False, True, ["welcome_no_camera"], "account_entry"),
+        (False, False, ["welcome_keys_no_camera"], "account_entry"),
+    ],
+)
+async def test_welcome_fits_camera_and_voice(services, packs, face, voice, said, state) -> None:
+    """The opening words promise only what works now: no camera, no "look at the screen"
+    (the account number is asked for at once); no recogniser, no "just say" (the keys are)."""
+    services.face_available = face
+    services.voice_available = voice
+    dialog = Dialog(services)
+    await run_dialog(dialog, [Step(ActionChosen("pay_bill"), say=said, state=state)])
+    for pid in packs.ids():
+        text = packs.get(pid).render(said[0], {}).display
+        assert ("屏幕" in text) is face, (pid, text)
+        assert any(w in text for w in ("说", "讲")) is voice, (pid, text)
+        assert "户号" in text, (pid, text)
+        assert ("语音" in text) is not voice, (pid, text)  # keys only: it says why
+
+
+@pytest.mark.parametrize(("voice", "ask"), [(True, "ask_account"), (False, "ask_account_keys")])
+async def test_account_number_is_asked_the_way_it_can_be_given(services, packs, voice, ask) -> None:
+    """After the welcome, every request for the account number (unknown face, a wrong
+    number) asks for speech only when the kiosk can hear."""
+    services.voice_available = voice
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome_keys" if not voice else "welcome", "looking",
+                                                     "face_unknown", ask], state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "123"],
+            Step(KeyPressed(Key.ENTER), say=["account_digits_wrong", ask], state="account_entry"),
+        ],
+    )
+    for pid in packs.ids():
+        text = packs.get(pid).render(ask, {}).display
+        assert any(w in text for w in ("说", "讲")) is voice, (pid, text)
+        assert "键盘" in text, (pid, text)
+
+
+async def test_account_number_said_while_the_camera_looks(services) -> None:
+    """The welcome invites saying the account number while the camera looks: it is heard."""
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(ActionChosen("pay_bill"), say=["welcome", "looking"], state="identifying"),
+            Step(Utterance("户号三一零零零一二三四五", confidence=0.95), say=["account_readback"],
+                 state="confirm_account", do=[("camera", "stop")]),
+        ],
+    )
+    assert dialog.session.digits == "3100012345"
+
+
+@pytest.mark.parametrize(
+    ("result", "shown"),
+    [
+        (Result(True, 20000, 7655, 0, 12345), {"inserted": 20000, "change": 7655}),  # all change paid out
+        (Result(True, 20000, 7650, 5, 12345), {"inserted": 20000, "change": 7650, "credited": 5}),
+        (Result(True, 15000, 0, 2655, 12345), {"inserted": 15000, "change": 0, "credited": 2655}),
+    ],
+)
+async def test_result_screen_shows_a_credit_only_when_one_was_made(services, db, result, shown) -> None:
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=result.inserted_fen), state="settling"),
+        ],
+        services.spawner,
+    )
+    services.cash.result = result
+    await run_dialog(dialog, [Step(SPAWNED, show="result", state="result")], services.spawner, start=False)
+    fields = dialog.last_show.fields
+    money = {k: fields[k].fen for k in ("inserted", "change", "credited") if k in fields}
+    assert money == shown
+    assert fields["paid"] == Amount(12345)
