@@ -715,6 +715,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             Screen.WELCOME,
             hall_phone=Digits(self.services.hall_phone),
             staff_present=self.services.staff_present,
+            camera=self.services.face_available,
             packs=self.services.packs,
             **extra,
         )

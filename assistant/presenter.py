@@ -111,7 +111,7 @@ SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
 }
 
 # Fields that are structure for the screen rather than display strings (booleans too).
-EXTRA_KEYS = frozenset({"packs", "staff_present", "length", "rows", "active_row"})
+EXTRA_KEYS = frozenset({"packs", "staff_present", "camera", "length", "rows", "active_row"})
 
 # Prompt-valued fields shown as text with the screen's other fields as their slots. A
 # prompt whose slots the screen does not have is left to the caption (what is said).
@@ -365,6 +365,8 @@ class Presenter:
             labels.setdefault(key, pack.label(label_id))
         if screen is Screen.STAFF_MENU and show.fields.get("out_of_service"):
             labels["hint"] = pack.render(Prompt.OUT_OF_SERVICE_SET, {}).display
+        if screen is Screen.WELCOME and show.fields.get("camera") is False:
+            labels["hint"] = pack.label(Label.HINT_WELCOME_KEYS)  # nothing sees who stands there
         if screen is Screen.HELP:
             # Whether someone is coming, in large type (the same words that are spoken).
             called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF

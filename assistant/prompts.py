@@ -608,6 +608,8 @@ class Label(StrEnum):
     """按确认键 (badge on the primary button: the big physical key presses it)"""
     HINT_WELCOME = "hint_welcome"
     """请站到屏幕前，或按确认键开始"""
+    HINT_WELCOME_KEYS = "hint_welcome_keys"
+    """The welcome hint of a kiosk without a camera: 请按确认键开始"""
     HINT_KEYS = "hint_keys"
     """按 * 或 # 选择按钮，按确定键执行 (how a customer who cannot see uses the keypad)"""
     HINT_NO_CHANGE = "hint_no_change"

@@ -125,3 +125,13 @@ def test_small_amounts_keep_their_fen(packs) -> None:
         Show(Screen.IDENTIFIED, frozen_map(arrears=Amount(10), account="1", name="x")), source.get("zh-CN")
     )
     assert model.fields["arrears"] == "¥0.10"
+
+
+def test_welcome_without_a_camera_asks_for_the_key_not_to_stand_in_front(packs) -> None:
+    source, ids = packs
+    zh = source.get("zh-CN")
+    shown = {cam: Presenter(source.get).present(
+        Show(Screen.WELCOME, frozen_map(hall_phone="95598", camera=cam)), zh, packs=ids) for cam in (True, False)}
+    assert shown[True].labels["hint"] == zh.label(Label.HINT_WELCOME) == "请站到屏幕前，或按确认键开始"
+    assert shown[False].labels["hint"] == zh.label(Label.HINT_WELCOME_KEYS) == "请按确认键开始"
+    assert "camera" not in shown[False].fields
