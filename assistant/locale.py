@@ -179,9 +179,10 @@ def load_yaml(path: Path, problems: list[Problem]) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         what = f"{exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")
-        problems.append(
-            Problem(path, line, f"YAML syntax error: {what}", "check indentation, colons and quotes on this line", "syntax")
-        )
+        fix = "check indentation, colons and quotes on this line"
+        if "'\\t'" in what:
+            fix = "indent with spaces: replace the tab on this line"
+        problems.append(Problem(path, line, f"YAML syntax error: {what}", fix, "syntax"))
         return None
 
 
@@ -836,15 +837,12 @@ def _chain(pack_id: str, raw: Mapping[str, PackFiles], problems: list[Problem]) 
         files = raw.get(current)
         if files is None:
             child = chain[-1]
-            problems.append(
-                Problem(
-                    child.path / PACK_FILE,
-                    line_of(child.meta, "extends", 1),
-                    f"'extends: {current}' names a pack that does not exist (or failed to load)",
-                    f"use one of: {', '.join(sorted(raw))}",
-                    "extends",
-                )
-            )
+            if (child.path.parent / current / PACK_FILE).is_file():
+                # the base is there but could not be read: point at it, not at a list of others
+                what, fix = f"the base pack '{current}' could not be loaded", f"fix the problems of {current}/ first (locales check {current})"
+            else:
+                what, fix = f"'extends: {current}' names a pack that does not exist", f"use one of: {', '.join(sorted(raw))}"
+            problems.append(Problem(child.path / PACK_FILE, line_of(child.meta, "extends", 1), what, fix, "extends"))
             return None
         if current in seen:
             problems.append(

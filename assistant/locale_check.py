@@ -185,9 +185,31 @@ def check(
     if pack_id is not None:
         if pack_id not in packs and not any(p.file.parent.name == pack_id or pack_id in p.file.parts for p in problems):
             problems.append(Problem(locales_dir / pack_id, 0, f"there is no pack '{pack_id}'", f"use one of: {', '.join(sorted(packs))}", "schema"))
-        problems = [p for p in problems if pack_id in p.file.parts or p.file == locales_dir / pack_id]
-    problems += check_packs(packs, locales_dir, font=font, vocabulary=vocabulary, default=default, only=pack_id)
+        # a base pack's loading problems are this pack's too: it is built from those files
+        keep = {f.id for f in packs[pack_id].files_chain} if pack_id in packs else {pack_id}
+        problems = [p for p in problems if _folder(p, locales_dir) in keep or pack_id in p.file.parts]
+    unreadable = _unreadable(packs, problems, locales_dir)
+    problems += check_packs(packs, locales_dir, font=font, vocabulary=vocabulary, default=default, only=pack_id, skip=unreadable)
     return problems
+
+
+def _folder(problem: Problem, locales_dir: Path) -> str | None:
+    """The pack folder a problem's file is in (None: outside every pack)."""
+    try:
+        return problem.file.resolve().relative_to(locales_dir.resolve()).parts[0]
+    except (ValueError, IndexError):
+        return None
+
+
+def _unreadable(packs: Mapping[str, LocalePack], problems: list[Problem], locales_dir: Path) -> frozenset[str]:
+    """Packs with a file that could not be read, and every pack built on one.
+
+    Their cross-file rules are not run: a file that did not parse looks empty, so one
+    tab in ``responses.yaml`` would otherwise add a 'missing' problem for each of its
+    hundreds of ids and bury the one line that names the real fault.
+    """
+    broken = {_folder(p, locales_dir) for p in problems if p.rule == "syntax"}
+    return frozenset(pid for pid, pack in packs.items() if any(f.id in broken for f in pack.files_chain))
 
 
 def check_packs(
@@ -198,15 +220,16 @@ def check_packs(
     vocabulary: Any = None,
     default: str = "zh-CN",
     only: str | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Cross-file rules over loaded packs (see the module docstring)."""
+    """Cross-file rules over loaded packs (see the module docstring); packs in ``skip`` are left out."""
     used = used_ids()
     glyphs = font_characters(font) if font else None
     problems: list[Problem] = []
     if font and glyphs is None:
         problems.append(Problem(Path(font), 0, "the UI font file cannot be read", "check [ui] font in the config", "font"))
     for pack_id, pack in sorted(packs.items()):
-        if only is not None and pack_id != only:
+        if (only is not None and pack_id != only) or pack_id in skip:
             continue
         parent = packs.get(pack.extends) if pack.extends else None
         reference = parent if parent is not None else (packs.get(default) if pack_id != default else None)
