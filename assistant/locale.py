@@ -874,6 +874,7 @@ class LocaleRegistry:
         self.default_id = default
         self.font = Path(font) if font else None
         self._packs: dict[str, LocalePack] = {}
+        self._retired: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -913,14 +914,23 @@ class LocaleRegistry:
             log.warning("locale packs not reloaded: %d problem(s); the old packs stay active", len(problems))
             return problems
         with self._lock:
+            # a customer may be mid-session in a pack the maintainer just removed
+            self._retired = (self._retired | set(self._packs)) - set(packs)
             self._packs = packs
         log.info("locale packs reloaded: %s", ", ".join(sorted(packs)))
         return []
 
     def get(self, pack_id: str | None = None) -> LocalePack:
-        """A pack by id (the default pack when None)."""
+        """A pack by id (the default pack when None).
+
+        A pack that a reload removed answers with the default pack: the customer using
+        it at that moment goes on in the default language instead of every screen and
+        prompt failing until the session ends.
+        """
         with self._lock:
             key = pack_id or self.default_id
+            if key in self._retired and key not in self._packs:
+                key = self.default_id
             try:
                 return self._packs[key]
             except KeyError:
