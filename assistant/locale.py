@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import string
 import threading
 from collections.abc import Iterable, Mapping
@@ -182,8 +183,27 @@ def load_yaml(path: Path, problems: list[Problem]) -> Any:
         fix = "check indentation, colons and quotes on this line"
         if "'\\t'" in what:
             fix = "indent with spaces: replace the tab on this line"
+        wide = _fullwidth_layout(text, line)
+        if wide is not None:
+            # a Chinese input method's space or colon: the parser's own message names the
+            # line after it and says nothing of the character
+            line, what, fix = wide
         problems.append(Problem(path, line, f"YAML syntax error: {what}", fix, "syntax"))
         return None
+
+
+_WIDE_INDENT = re.compile(r"^[ \t]*\u3000")
+_WIDE_COLON = re.compile(r"^\s*-?\s*[A-Za-z_][\w-]*\s*：")
+
+
+def _fullwidth_layout(text: str, error_line: int) -> tuple[int, str, str] | None:
+    """The first line up to the parser's error that is indented or keyed the IME way."""
+    for number, content in enumerate(text.splitlines()[: max(error_line, 1)], 1):
+        if _WIDE_INDENT.match(content):
+            return number, "the line is indented with a full-width space (\u3000)", "indent with ordinary spaces"
+        if _WIDE_COLON.match(content):
+            return number, "the key is followed by a full-width colon (：)", "write an ordinary colon and a space after the key ('id: text')"
+    return None
 
 
 def line_of(node: Any, key: Any = None, default: int = 0) -> int:

@@ -54,6 +54,10 @@ from assistant.locale import (
 )
 from assistant.prompts import Intent, Label, Prompt
 
+# Template and placeholder syntax as a Chinese input method types it, and what was meant.
+FULLWIDTH_SYNTAX = {"（": "(", "）": ")", "［": "[", "］": "]", "｛": "{", "｝": "}", "｜": "|", "【": "[", "】": "]"}
+FULLWIDTH_PLACEHOLDER = re.compile(r"｛\s*([A-Za-z_]\w*)\s*[｝}]|\{\s*([A-Za-z_]\w*)\s*｝")
+
 # On screen, slot values are shown as ¥123.45, digits and masks.
 DISPLAY_CHARACTERS = "¥0123456789.*-"
 
@@ -309,6 +313,12 @@ def _check_intents(pack: LocalePack, used: UsedIds) -> list[Problem]:
                     pass
             except Exception as exc:
                 out.append(Problem(src.file, src.line, f"the sentence template {template!r} uses something undefined: {exc}", f"define it under 'lists:' or 'expansion_rules:' in _common.yaml (lists: {', '.join(sorted(lists))})", "template"))
+        wide = sorted({c for c in template if c in FULLWIDTH_SYNTAX})
+        if wide:
+            # （确认|确定） is not a choice to hassil but literal text no transcript contains
+            fixed = template.translate(str.maketrans(FULLWIDTH_SYNTAX))
+            out.append(Problem(src.file, src.line, f"the template {template!r} uses full-width {' '.join(wide)}, which are read as text, not as template syntax", f"write {fixed!r} (switch the input method to English for brackets)", "template"))
+            continue
         simplified = to_simplified(template)
         if simplified != template:
             diff = "".join(sorted({a for a, b in zip(template, simplified, strict=False) if a != b}))
@@ -425,6 +435,12 @@ def _check_prompts(pack: LocalePack, used: UsedIds, parent: LocalePack | None, r
                 other = "labels" if section == "prompts" else "prompts"
                 out.append(Problem(resp, text.line, f"'{key}' is under '{section}:' but it is a {other[:-1]}", f"move the line under '{other}:'", "prompt-section"))
     for key, text in {**own_prompts, **own_labels}.items():
+        wide = FULLWIDTH_PLACEHOLDER.search(text)
+        if wide:
+            # typed with a Chinese input method: never filled in, read out as it stands
+            ascii_form = "{" + (wide.group(1) or wide.group(2)) + "}"
+            out.append(Problem(resp, text.line, f"'{key}' writes the placeholder {wide.group(0)} with full-width braces", f"write it as {ascii_form} (switch the input method to English for braces)", "placeholders"))
+            continue
         if text.count("{") != text.count("}"):
             out.append(Problem(resp, text.line, f"the braces in '{key}' do not match", "every { needs a } around a placeholder name", "placeholders"))
             continue

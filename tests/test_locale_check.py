@@ -112,6 +112,32 @@ def test_a_dialect_whose_base_cannot_load_points_at_the_base(locales: Path) -> N
     assert "'zh-CN' could not be loaded" in p.message and "locales check zh-CN" in p.fix
 
 
+def test_a_full_width_space_as_indentation_is_named_on_its_own_line(locales: Path) -> None:
+    # the parser blamed the next line, with a message about mapping values
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "  goodbye:", "\u3000goodbye:")
+    p = only(check(locales), "syntax")
+    assert (p.file, p.line) == (f, line_with(f, "\u3000goodbye:"))
+    assert "full-width space" in p.message and p.fix == "indent with ordinary spaces"
+
+
+def test_full_width_brackets_in_a_template_are_named_at_the_template(locales: Path) -> None:
+    # reported only as failing tests: the template itself looked fine
+    f = locales / "zh-CN" / "intents" / "Confirm.yaml"
+    edit(f, "(确认|确定)(交费", "（确认|确定）(交费")
+    p = only(check(locales), "template")
+    assert (p.file, p.line) == (f, line_with(f, "（确认|确定）"))
+    assert "'(确认|确定)(交费|缴费|付款|支付)'" in p.fix
+
+
+def test_a_placeholder_in_full_width_braces_is_named(locales: Path) -> None:
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "{seconds}秒后", "｛seconds｝秒后")
+    p = next(p for p in check(locales, "zh-CN") if p.rule == "placeholders")
+    assert (p.file, p.line) == (f, line_with(f, "｛seconds｝"))
+    assert "full-width braces" in p.message and "{seconds}" in p.fix
+
+
 def test_duplicate_key(locales: Path) -> None:
     f = locales / "yue" / "responses.yaml"
     edit(f, "  goodbye: 多谢晒，慢慢行。\n", "  goodbye: 多谢晒，慢慢行。\n  goodbye: 拜拜。\n")
