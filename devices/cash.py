@@ -363,6 +363,19 @@ class CashConfig:
             raise ConfigError(f"[cash] payout_mode must be 'denomination' or 'amount', got {self.payout_mode!r}")
         if self.hold_interval_s <= 0 or self.poll_interval_s <= 0 or self.reply_timeout_s <= 0:
             raise ConfigError("[cash] intervals and timeouts must be positive")
+        if self.retries < 0:
+            # a negative count sent no command at all, and the unit was reported as not answering
+            raise ConfigError(f"[cash] retries must be 0 or more (retransmissions after the first try), got {self.retries}")
+        for name in ("notes_address", "coins_address"):
+            if not 0 <= getattr(self, name) <= 0x7F:
+                raise ConfigError(f"[cash] {name} must be an SSP address 0 .. 127, got {getattr(self, name)}")
+        if self.notes_address == self.coins_address and (self.notes_port or self.port) == (self.coins_port or self.port):
+            raise ConfigError(f"[cash] notes_address and coins_address are both {self.notes_address} on one port")
+        for name in ("max_hold_s", "finish_timeout_s", "reconnect_interval_s", "sim_speed", "sim_escrow_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[cash] {name} must be positive, got {getattr(self, name)}")
+        if self.auto_credit_limit_fen < 0:
+            raise ConfigError(f"[cash] auto_credit_limit_fen must be 0 or more, got {self.auto_credit_limit_fen}")
         for name in ("sim_notes", "sim_coins"):
             for key, count in getattr(self, name).items():
                 if not key.isdigit() or int(key) <= 0 or count < 0:

@@ -75,6 +75,9 @@ def test_a_bad_config_stops_any_command_before_it_starts(tmp_path) -> None:
         ("[tts]\ndefault_volume = -1\n", "default_volume"),
         ("[dialog]\ntext_scales = []\n", "text_scales"),
         ("[dialog]\nidle_timeout_s = 0\n", "idle_timeout_s"),
+        ("[cash]\nretries = -3\n", "retries"),
+        ("[cash]\nnotes_address = 200\n", "notes_address"),
+        ("[cash]\ncoins_address = 0\n", "coins_address"),
     ],
 )
 def test_a_value_out_of_range_is_refused_naming_file_and_key(tmp_path, text: str, key: str) -> None:
