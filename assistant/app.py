@@ -26,7 +26,7 @@ from assistant.dialog import Dialog, DialogConfig, DialogServices
 from assistant.enrolment import Enrolments
 from assistant.errors import KioskError
 from assistant.kiosk import Display, Kiosk, Transcript, Voice
-from assistant.locale import LocaleRegistry, install_reload_signal, pid_file
+from assistant.locale import LocaleRegistry, install_reload_signal, pid_file, pid_record
 from assistant.nlu import PackUnderstanding
 from assistant.noncash import NonCashPayments
 from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
@@ -211,7 +211,7 @@ async def build_kiosk(
         if write_pid:
             path = pid_file(config)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{os.getpid()}\n")
+            path.write_text(pid_record(os.getpid()) + "\n")
             closers.append(lambda: path.unlink(missing_ok=True))
             install_reload_signal(packs, on_result=packs_reloaded)
         for p in problems:

@@ -976,6 +976,36 @@ def pid_file(config: Any) -> Path:
     return config.data_dir / "run" / "kiosk.pid"
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: count after it
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def pid_record(pid: int) -> str:
+    """The pid file's line: the process id and its start time.
+
+    A kiosk killed with SIGKILL leaves its pid file behind; the start time tells a later
+    ``locales reload`` that the number now belongs to another program, which SIGHUP
+    would terminate.
+    """
+    start = process_start(pid)
+    return f"{pid} {start}" if start else str(pid)
+
+
+def read_pid_record(path: Path) -> tuple[int, str | None]:
+    """(pid, start time or None) from a pid file; raises ValueError when it is not one."""
+    parts = path.read_text().split()
+    if not parts:
+        raise ValueError(f"{path} is empty")
+    return int(parts[0]), (parts[1] if len(parts) > 1 else None)
+
+
 def install_reload_signal(registry: LocaleRegistry, loop: Any = None, on_result: Any = None) -> None:
     """Make SIGHUP reload the packs (``python main.py locales reload`` sends it).
 

@@ -18,7 +18,15 @@ from typing import Any
 
 from assistant.config import Config
 from assistant.errors import MissingPackageError, SpokenNumberError
-from assistant.locale import PACK_FILE, LocalePack, Problem, load_packs, pid_file
+from assistant.locale import (
+    PACK_FILE,
+    LocalePack,
+    Problem,
+    load_packs,
+    pid_file,
+    process_start,
+    read_pid_record,
+)
 from assistant.messages import Amount, Count, Digits, Seconds
 from assistant.prompts import Label, Prompt
 
@@ -282,9 +290,13 @@ def cmd_reload(args: argparse.Namespace, config: Config) -> int:
         return 1
     pid_path = pid_file(config)
     try:
-        pid = int(pid_path.read_text().strip())
+        pid, started = read_pid_record(pid_path)
     except (FileNotFoundError, ValueError):
         print(f"locales reload: packs are fine, but no kiosk is running ({pid_path} missing)", file=sys.stderr)
+        return 1
+    if started is not None and process_start(pid) not in (None, started):
+        # the kiosk that wrote the file was killed; its number now belongs to another program
+        print(f"locales reload: packs are fine, but no kiosk is running (process {pid} from {pid_path} is another program)", file=sys.stderr)
         return 1
     try:
         os.kill(pid, signal.SIGHUP)
