@@ -27,7 +27,7 @@ from assistant.dialog import Dialog, DialogConfig, DialogServices
 from assistant.enrolment import Enrolments
 from assistant.errors import KioskError
 from assistant.kiosk import Display, Kiosk, Transcript, Voice
-from assistant.locale import LocaleRegistry, install_reload_signal, pid_file
+from assistant.locale import LocaleRegistry, install_reload_signal, pid_file, pid_record
 from assistant.nlu import PackUnderstanding
 from assistant.noncash import NonCashPayments
 from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
@@ -197,14 +197,25 @@ async def build_kiosk(
             services.cassettes = CassetteExchange(
                 db, {Unit.NOTES: cash_side.units.notes, Unit.COINS: cash_side.units.coins}, services.staff
             )
-        services.reload_locales = packs.reload
+
+        def packs_reloaded(problems: list[Any]) -> None:
+            # the language buttons and the packs a customer may ask for follow the reload
+            if not problems:
+                services.packs = tuple(packs.ids())
+
+        def reload_locales() -> list[Any]:
+            problems = packs.reload()
+            packs_reloaded(problems)
+            return problems
+
+        services.reload_locales = reload_locales
 
         if write_pid:
             path = pid_file(config)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{os.getpid()}\n")
+            path.write_text(pid_record(os.getpid()) + "\n")
             closers.append(lambda: path.unlink(missing_ok=True))
-            install_reload_signal(packs)
+            install_reload_signal(packs, on_result=packs_reloaded)
         for p in problems:
             kiosk.transcript.add("info", p)
         return KioskParts(

@@ -16,6 +16,8 @@ report behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -200,17 +202,30 @@ class OutputSet:
         return tuple(self._files)
 
     def commit(self) -> tuple[Path, ...]:
-        """Write every staged file: temporary names first, then rename them all into place."""
+        """Write every staged file: temporary names first, then rename them all into place.
+
+        Nothing is left behind when a write fails (a full disk, a folder in the way): not
+        the temporary files, not some of the reports without the others. The error names
+        the report file that could not be written.
+        """
         temps: list[tuple[Path, Path]] = []
         try:
             for path, data in self._files.items():
+                if path.is_dir():
+                    # checked before anything is written: a rename onto it would fail only
+                    # after the files before it were already in place
+                    raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the report", str(path))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_bytes(data)
-                temps.append((tmp, path))
+                temps.append((tmp, path))  # before writing: a write cut short leaves a file too
+                try:
+                    tmp.write_bytes(data)
+                except OSError as exc:
+                    raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         except BaseException:
             for tmp, _ in temps:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             raise
         for tmp, path in temps:
             os.replace(tmp, path)

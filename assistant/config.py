@@ -140,7 +140,15 @@ class Config:
         table: Any = self.data
         for part in name.split("."):
             table = table.get(part, {}) if isinstance(table, dict) else {}
-        return _build(schema, table, f"{self.path or '<config>'} [{name}]")
+        where = str(self.path or "<config>")
+        try:
+            return _build(schema, table, f"{where} [{name}]")
+        except ConfigError as exc:
+            # a section's own range checks (``__post_init__``) know the key, not the file
+            msg = str(exc)
+            if msg.startswith(where):
+                raise
+            raise ConfigError(f"{where}: {msg}") from None
 
     # -- paths ---------------------------------------------------------------------------
     def resolve(self, path: str | os.PathLike[str]) -> Path:

@@ -36,6 +36,7 @@ from assistant.enrolment import Enrolments
 from assistant.errors import (
     BillingError,
     CashDeviceError,
+    ConfigError,
     KioskError,
     PaymentError,
     UnknownAccount,
@@ -238,6 +239,18 @@ class DialogConfig:
     """Text sizes a customer can choose, default first."""
     face_only_limit_fen: int = 20_000
     """Above this, a non-cash payment needs liveness and a read-back of the masked account."""
+
+    def __post_init__(self) -> None:
+        # a zero or negative timer fires at once and loops the customer back to the start;
+        # an empty text_scales fails on the first screen
+        timers = ("idle_timeout_s", "grace_timeout_s", "result_timeout_s", "more_time_factor")
+        for name in timers:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[dialog] {name} must be > 0, got {getattr(self, name)}")
+        if self.account_digits < 1 or self.face_attempts < 1 or self.max_pay_fen < 1:
+            raise ConfigError("[dialog] account_digits, face_attempts and max_pay_fen must be >= 1")
+        if not self.text_scales or any(x <= 0 for x in self.text_scales):
+            raise ConfigError(f"[dialog] text_scales must list sizes > 0, default first, got {list(self.text_scales)}")
 
 
 class CashPayments(abc.ABC):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Config
-from assistant.errors import FaceError
+from assistant.errors import DeviceError, FaceError
 from assistant.messages import FaceOutcome
 from assistant.storage import Database, database_path
 from devices.camera import IMAGE_SUFFIXES, load_image
@@ -98,8 +98,9 @@ def calibrate_folder(recognizer: FaceRecognizer, folder: Path) -> Calibration:
                 continue
             try:
                 image = load_image(photo)
-            except FaceError as exc:
-                skipped.append((photo, str(exc)))
+            except DeviceError:
+                # a truncated or empty file among the photos: list it, use the others
+                skipped.append((photo, "not a readable image"))
                 continue
             faces = recognizer.detect(image)
             verdict = check_quality(faces, _relaxed())

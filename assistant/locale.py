@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import string
 import threading
 from collections.abc import Iterable, Mapping
@@ -179,10 +180,30 @@ def load_yaml(path: Path, problems: list[Problem]) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         what = f"{exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")
-        problems.append(
-            Problem(path, line, f"YAML syntax error: {what}", "check indentation, colons and quotes on this line", "syntax")
-        )
+        fix = "check indentation, colons and quotes on this line"
+        if "'\\t'" in what:
+            fix = "indent with spaces: replace the tab on this line"
+        wide = _fullwidth_layout(text, line)
+        if wide is not None:
+            # a Chinese input method's space or colon: the parser's own message names the
+            # line after it and says nothing of the character
+            line, what, fix = wide
+        problems.append(Problem(path, line, f"YAML syntax error: {what}", fix, "syntax"))
         return None
+
+
+_WIDE_INDENT = re.compile(r"^[ \t]*\u3000")
+_WIDE_COLON = re.compile(r"^\s*-?\s*[A-Za-z_][\w-]*\s*：")
+
+
+def _fullwidth_layout(text: str, error_line: int) -> tuple[int, str, str] | None:
+    """The first line up to the parser's error that is indented or keyed the IME way."""
+    for number, content in enumerate(text.splitlines()[: max(error_line, 1)], 1):
+        if _WIDE_INDENT.match(content):
+            return number, "the line is indented with a full-width space (\u3000)", "indent with ordinary spaces"
+        if _WIDE_COLON.match(content):
+            return number, "the key is followed by a full-width colon (：)", "write an ordinary colon and a space after the key ('id: text')"
+    return None
 
 
 def line_of(node: Any, key: Any = None, default: int = 0) -> int:
@@ -836,15 +857,12 @@ def _chain(pack_id: str, raw: Mapping[str, PackFiles], problems: list[Problem]) 
         files = raw.get(current)
         if files is None:
             child = chain[-1]
-            problems.append(
-                Problem(
-                    child.path / PACK_FILE,
-                    line_of(child.meta, "extends", 1),
-                    f"'extends: {current}' names a pack that does not exist (or failed to load)",
-                    f"use one of: {', '.join(sorted(raw))}",
-                    "extends",
-                )
-            )
+            if (child.path.parent / current / PACK_FILE).is_file():
+                # the base is there but could not be read: point at it, not at a list of others
+                what, fix = f"the base pack '{current}' could not be loaded", f"fix the problems of {current}/ first (locales check {current})"
+            else:
+                what, fix = f"'extends: {current}' names a pack that does not exist", f"use one of: {', '.join(sorted(raw))}"
+            problems.append(Problem(child.path / PACK_FILE, line_of(child.meta, "extends", 1), what, fix, "extends"))
             return None
         if current in seen:
             problems.append(
@@ -876,6 +894,7 @@ class LocaleRegistry:
         self.default_id = default
         self.font = Path(font) if font else None
         self._packs: dict[str, LocalePack] = {}
+        self._retired: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -915,14 +934,23 @@ class LocaleRegistry:
             log.warning("locale packs not reloaded: %d problem(s); the old packs stay active", len(problems))
             return problems
         with self._lock:
+            # a customer may be mid-session in a pack the maintainer just removed
+            self._retired = (self._retired | set(self._packs)) - set(packs)
             self._packs = packs
         log.info("locale packs reloaded: %s", ", ".join(sorted(packs)))
         return []
 
     def get(self, pack_id: str | None = None) -> LocalePack:
-        """A pack by id (the default pack when None)."""
+        """A pack by id (the default pack when None).
+
+        A pack that a reload removed answers with the default pack: the customer using
+        it at that moment goes on in the default language instead of every screen and
+        prompt failing until the session ends.
+        """
         with self._lock:
             key = pack_id or self.default_id
+            if key in self._retired and key not in self._packs:
+                key = self.default_id
             try:
                 return self._packs[key]
             except KeyError:
@@ -946,6 +974,36 @@ class LocaleRegistry:
 def pid_file(config: Any) -> Path:
     """Where a running kiosk writes its process id (``var/run/kiosk.pid``)."""
     return config.data_dir / "run" / "kiosk.pid"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: count after it
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def pid_record(pid: int) -> str:
+    """The pid file's line: the process id and its start time.
+
+    A kiosk killed with SIGKILL leaves its pid file behind; the start time tells a later
+    ``locales reload`` that the number now belongs to another program, which SIGHUP
+    would terminate.
+    """
+    start = process_start(pid)
+    return f"{pid} {start}" if start else str(pid)
+
+
+def read_pid_record(path: Path) -> tuple[int, str | None]:
+    """(pid, start time or None) from a pid file; raises ValueError when it is not one."""
+    parts = path.read_text().split()
+    if not parts:
+        raise ValueError(f"{path} is empty")
+    return int(parts[0]), (parts[1] if len(parts) > 1 else None)
 
 
 def install_reload_signal(registry: LocaleRegistry, loop: Any = None, on_result: Any = None) -> None:

@@ -54,6 +54,10 @@ from assistant.locale import (
 )
 from assistant.prompts import Intent, Label, Prompt
 
+# Template and placeholder syntax as a Chinese input method types it, and what was meant.
+FULLWIDTH_SYNTAX = {"（": "(", "）": ")", "［": "[", "］": "]", "｛": "{", "｝": "}", "｜": "|", "【": "[", "】": "]"}
+FULLWIDTH_PLACEHOLDER = re.compile(r"｛\s*([A-Za-z_]\w*)\s*[｝}]|\{\s*([A-Za-z_]\w*)\s*｝")
+
 # On screen, slot values are shown as ¥123.45, digits and masks.
 DISPLAY_CHARACTERS = "¥0123456789.*-"
 
@@ -169,6 +173,7 @@ def check(
     font: Path | None = None,
     vocabulary: Any = None,
     default: str = "zh-CN",
+    default_at: tuple[Path, int] | None = None,
 ) -> list[Problem]:
     """Load the packs under ``locales_dir`` and check them (only ``pack_id`` when given).
 
@@ -179,15 +184,45 @@ def check(
         vocabulary: a speech model's vocabulary (``__contains__(word)``); None skips
             the vocabulary rule.
         default: the reference pack, whose placeholders root packs must match.
+        default_at: where ``default`` is set (config file and line), named when
+            there is no such pack.
     """
     problems: list[Problem] = []
     packs = load_packs(locales_dir, problems)
+    if pack_id is None and default not in packs and locales_dir.is_dir() and not (locales_dir / default).is_dir():
+        # a kiosk started with it would refuse every pack; 'zh-cn' for 'zh-CN' is the usual slip
+        file, line = default_at or (locales_dir / default, 0)
+        problems.append(Problem(
+            file, line, f"the kiosk's default pack '{default}' ([kiosk] locale) is not a pack in {locales_dir}",
+            f"set [kiosk] locale to one of: {', '.join(sorted(packs))} (letter case matters)", "schema"))
     if pack_id is not None:
         if pack_id not in packs and not any(p.file.parent.name == pack_id or pack_id in p.file.parts for p in problems):
             problems.append(Problem(locales_dir / pack_id, 0, f"there is no pack '{pack_id}'", f"use one of: {', '.join(sorted(packs))}", "schema"))
-        problems = [p for p in problems if pack_id in p.file.parts or p.file == locales_dir / pack_id]
-    problems += check_packs(packs, locales_dir, font=font, vocabulary=vocabulary, default=default, only=pack_id)
+        # a base pack's loading problems are this pack's too: it is built from those files
+        keep = {f.id for f in packs[pack_id].files_chain} if pack_id in packs else {pack_id}
+        problems = [p for p in problems if _folder(p, locales_dir) in keep or pack_id in p.file.parts]
+    unreadable = _unreadable(packs, problems, locales_dir)
+    problems += check_packs(packs, locales_dir, font=font, vocabulary=vocabulary, default=default, only=pack_id, skip=unreadable)
     return problems
+
+
+def _folder(problem: Problem, locales_dir: Path) -> str | None:
+    """The pack folder a problem's file is in (None: outside every pack)."""
+    try:
+        return problem.file.resolve().relative_to(locales_dir.resolve()).parts[0]
+    except (ValueError, IndexError):
+        return None
+
+
+def _unreadable(packs: Mapping[str, LocalePack], problems: list[Problem], locales_dir: Path) -> frozenset[str]:
+    """Packs with a file that could not be read, and every pack built on one.
+
+    Their cross-file rules are not run: a file that did not parse looks empty, so one
+    tab in ``responses.yaml`` would otherwise add a 'missing' problem for each of its
+    hundreds of ids and bury the one line that names the real fault.
+    """
+    broken = {_folder(p, locales_dir) for p in problems if p.rule == "syntax"}
+    return frozenset(pid for pid, pack in packs.items() if any(f.id in broken for f in pack.files_chain))
 
 
 def check_packs(
@@ -198,15 +233,16 @@ def check_packs(
     vocabulary: Any = None,
     default: str = "zh-CN",
     only: str | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Cross-file rules over loaded packs (see the module docstring)."""
+    """Cross-file rules over loaded packs (see the module docstring); packs in ``skip`` are left out."""
     used = used_ids()
     glyphs = font_characters(font) if font else None
     problems: list[Problem] = []
     if font and glyphs is None:
         problems.append(Problem(Path(font), 0, "the UI font file cannot be read", "check [ui] font in the config", "font"))
     for pack_id, pack in sorted(packs.items()):
-        if only is not None and pack_id != only:
+        if (only is not None and pack_id != only) or pack_id in skip:
             continue
         parent = packs.get(pack.extends) if pack.extends else None
         reference = parent if parent is not None else (packs.get(default) if pack_id != default else None)
@@ -286,6 +322,12 @@ def _check_intents(pack: LocalePack, used: UsedIds) -> list[Problem]:
                     pass
             except Exception as exc:
                 out.append(Problem(src.file, src.line, f"the sentence template {template!r} uses something undefined: {exc}", f"define it under 'lists:' or 'expansion_rules:' in _common.yaml (lists: {', '.join(sorted(lists))})", "template"))
+        wide = sorted({c for c in template if c in FULLWIDTH_SYNTAX})
+        if wide:
+            # （确认|确定） is not a choice to hassil but literal text no transcript contains
+            fixed = template.translate(str.maketrans(FULLWIDTH_SYNTAX))
+            out.append(Problem(src.file, src.line, f"the template {template!r} uses full-width {' '.join(wide)}, which are read as text, not as template syntax", f"write {fixed!r} (switch the input method to English for brackets)", "template"))
+            continue
         simplified = to_simplified(template)
         if simplified != template:
             diff = "".join(sorted({a for a, b in zip(template, simplified, strict=False) if a != b}))
@@ -402,6 +444,12 @@ def _check_prompts(pack: LocalePack, used: UsedIds, parent: LocalePack | None, r
                 other = "labels" if section == "prompts" else "prompts"
                 out.append(Problem(resp, text.line, f"'{key}' is under '{section}:' but it is a {other[:-1]}", f"move the line under '{other}:'", "prompt-section"))
     for key, text in {**own_prompts, **own_labels}.items():
+        wide = FULLWIDTH_PLACEHOLDER.search(text)
+        if wide:
+            # typed with a Chinese input method: never filled in, read out as it stands
+            ascii_form = "{" + (wide.group(1) or wide.group(2)) + "}"
+            out.append(Problem(resp, text.line, f"'{key}' writes the placeholder {wide.group(0)} with full-width braces", f"write it as {ascii_form} (switch the input method to English for braces)", "placeholders"))
+            continue
         if text.count("{") != text.count("}"):
             out.append(Problem(resp, text.line, f"the braces in '{key}' do not match", "every { needs a } around a placeholder name", "placeholders"))
             continue

@@ -19,7 +19,15 @@ from typing import Any
 
 from assistant.config import Config
 from assistant.errors import SpokenNumberError
-from assistant.locale import PACK_FILE, LocalePack, Problem, load_packs, pid_file
+from assistant.locale import (
+    PACK_FILE,
+    LocalePack,
+    Problem,
+    load_packs,
+    pid_file,
+    process_start,
+    read_pid_record,
+)
 from assistant.messages import Amount, Count, Digits, Seconds
 from assistant.prompts import Label, Prompt
 
@@ -68,9 +76,23 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
         vocabulary = WordList.from_file(Path(args.words))
     root = config.locales_dir
-    problems = check(root, args.pack, font=font, vocabulary=vocabulary, default=config.kiosk.locale)
+    problems = check(root, args.pack, font=font, vocabulary=vocabulary, default=config.kiosk.locale, default_at=_locale_line(config))
     report(problems, root)
     return 1 if problems else 0
+
+
+def _locale_line(config: Config) -> tuple[Path, int] | None:
+    """The config file and line that set ``[kiosk] locale`` (None: the built-in default)."""
+    if config.path is None or not config.path.is_file():
+        return None
+    section = ""
+    for n, line in enumerate(config.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        text = line.strip()
+        if text.startswith("["):
+            section = text.strip("[] ")
+        elif section == "kiosk" and text.split("=", 1)[0].strip() == "locale":
+            return config.path, n
+    return config.path, 0
 
 
 def report(problems: list[Problem], root: Path) -> None:
@@ -310,9 +332,13 @@ def cmd_reload(args: argparse.Namespace, config: Config) -> int:
         return 1
     pid_path = pid_file(config)
     try:
-        pid = int(pid_path.read_text().strip())
+        pid, started = read_pid_record(pid_path)
     except (FileNotFoundError, ValueError):
         print(f"locales reload: packs are fine, but no kiosk is running ({pid_path} missing)", file=sys.stderr)
+        return 1
+    if started is not None and process_start(pid) not in (None, started):
+        # the kiosk that wrote the file was killed; its number now belongs to another program
+        print(f"locales reload: packs are fine, but no kiosk is running (process {pid} from {pid_path} is another program)", file=sys.stderr)
         return 1
     try:
         os.kill(pid, signal.SIGHUP)

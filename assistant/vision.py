@@ -285,8 +285,15 @@ class CardDevice:
                     if frame is not None
                     else CardReading(None, CardProblem.NO_NUMBER)
                 )
-            except KioskError as exc:
-                log.error("card scan failed: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # the OCR engine raises its own errors too (an odd frame size fails in its
+                # resize): a rescan is asked for, the customer is never left waiting
+                if isinstance(exc, KioskError):
+                    log.error("card scan failed: %s", exc)
+                else:
+                    log.exception("card scan failed")
                 reading = CardReading(None, CardProblem.NO_NUMBER)
             if reading.number is not None:
                 if self.hold is not None:

@@ -384,6 +384,10 @@ def judge(boxes: Sequence[TextBox], width: int, bins: BinTable) -> CardReading:
 # ----------------------------------------------------------------------------- readers
 
 
+MIN_FRAME_PX = 16
+"""Frames narrower or lower than this hold no readable card number and are not OCR'd."""
+
+
 class CardReader(ABC):
     """The card-reading engine role: OCR a photo, then find and check the number.
 
@@ -404,6 +408,10 @@ class CardReader(ABC):
 
     def read(self, image: np.ndarray) -> CardReading:
         """Read and check the card number in a BGR photo."""
+        if image.ndim < 2 or min(image.shape[:2]) < MIN_FRAME_PX:
+            # no card number fits in it; and the detector scales a one-pixel strip up
+            # to gigabytes and minutes, or fails inside (an empty frame divides by zero)
+            return CardReading(None, CardProblem.NO_NUMBER)
         width = int(image.shape[1])
         reading = judge(self._boxes(image), width, self.bins)
         if not self.try_rotated or (reading.number is not None and reading.number.issuer is not None):

@@ -371,7 +371,15 @@ class CashConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"[cash] {name} = {getattr(self, name):g}: must be more than 0")
         if self.retries < 0:
-            raise ConfigError(f"[cash] retries = {self.retries}: must be 0 or more")
+            # a negative count sent no command at all, and the unit was reported as not answering
+            raise ConfigError(f"[cash] retries = {self.retries}: must be 0 or more (retransmissions after the first try)")
+        for name in ("notes_address", "coins_address"):
+            if not 0 <= getattr(self, name) <= 0x7F:
+                raise ConfigError(f"[cash] {name} must be an SSP address 0 .. 127, got {getattr(self, name)}")
+        if self.notes_address == self.coins_address and (self.notes_port or self.port) == (self.coins_port or self.port):
+            raise ConfigError(f"[cash] notes_address and coins_address are both {self.notes_address} on one port")
+        if self.auto_credit_limit_fen < 0:
+            raise ConfigError(f"[cash] auto_credit_limit_fen must be 0 or more, got {self.auto_credit_limit_fen}")
         for name, known in (("sim_notes", CNY_NOTES_FEN), ("sim_coins", CNY_COINS_FEN)):
             for key, count in getattr(self, name).items():
                 if not key.isdigit() or int(key) <= 0 or count < 0:

@@ -621,6 +621,11 @@ class _VoskStream(TranscriberStream):
 MAX_TOKENS_PER_SECOND = 12
 """Upper bound on Whisper tokens per second of speech (Mandarin: about 4-6 characters)."""
 
+MAX_NEW_TOKENS = 220
+"""Whisper's context is 448 tokens; faster-whisper keeps at most 223 prompt tokens plus a
+few task tokens, so a budget above this makes it refuse the decode (a ValueError) once a
+recording is longer than about 36 s, or shorter with the domain prompt."""
+
 
 class WhisperTranscriber(Transcriber):
     """faster-whisper: segment-based, behind the listener's voice activity detector.
@@ -696,7 +701,7 @@ class WhisperTranscriber(Transcriber):
                 temperature=0.0,
                 without_timestamps=True,
                 no_repeat_ngram_size=3,
-                max_new_tokens=int(MAX_TOKENS_PER_SECOND * seconds) + 8,
+                max_new_tokens=min(int(MAX_TOKENS_PER_SECOND * seconds) + 8, MAX_NEW_TOKENS),
             )
             segs = [s for s in segments if s.no_speech_prob < 0.6 or s.avg_logprob > -0.5]
         text = clean_transcript("".join(s.text for s in segs), self._convert)

@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from assistant.errors import KioskError
 from assistant.messages import Event, Timeout, Utterance
 from speech.asr import AsrSection, Grammar, Transcriber, TranscriberStream
 from speech.audio import AudioChunk, AudioInput, AudioSection, level_dbfs
@@ -189,7 +190,11 @@ class Listener:
         stream = self._stream_for(chunk.rate)
         # Streaming engines decode everything; segment engines keep a pre-roll until the
         # endpointer marks the start of speech.
-        partial = await stream.accept(samples)
+        try:
+            partial = await stream.accept(samples)
+        except Exception as exc:
+            self._engine_failed(exc)
+            return
         if partial != self._partial:
             self._partial = partial
             if self.on_partial is not None and partial:
@@ -202,8 +207,36 @@ class Listener:
         elif event is EndpointKind.NO_SPEECH:
             self.on_event(Timeout(NO_SPEECH_TIMER))
 
+    def _engine_failed(self, exc: Exception) -> None:
+        """The recogniser failed (or overran its timeout on a busy machine) mid-turn.
+
+        Listening goes on with a fresh turn; an error here used to end the listener task
+        and the kiosk stopped hearing anyone without saying so. If the customer was
+        speaking, the dialog hears "not understood" and asks again.
+        """
+        if isinstance(exc, KioskError):
+            log.error("speech recogniser failed: %s", exc)
+        else:
+            log.exception("speech recogniser failed")
+        heard = self.endpointer.in_speech
+        try:
+            self._restart_turn()
+        except Exception:
+            # the engine cannot even start a turn: a new stream is opened for the next chunk
+            log.exception("speech recogniser could not start a new turn")
+            self.endpointer.reset()
+            self._stream = None
+        if heard:
+            self.on_event(Utterance("", 0.0))
+
     async def _finish(self, stream: TranscriberStream) -> None:
-        transcript = await stream.finish()
+        try:
+            transcript = await stream.finish()
+        except Exception as exc:
+            self._partial = ""
+            self._engine_failed(exc)
+            self.on_event(Utterance("", 0.0))  # the utterance was over: it was not understood
+            return
         self._partial = ""
         if transcript.text:
             log.info("heard %r (%.2f)", transcript.text, transcript.confidence)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.errors import MissingPackageError, SpeechError
+from assistant.errors import ConfigError, MissingPackageError, SpeechError
 from speech.audio import AudioClip
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,22 @@ class TtsSection:
     """Engine restarts tried for one request before it fails."""
     cache_size: int = 64
     """Rendered prompts kept in memory (repeat is instant)."""
+
+    def __post_init__(self) -> None:
+        # checked here, not on first use: an index past the list only failed when the
+        # kiosk first spoke, and then on every prompt
+        if not self.rates or any(r <= 0 for r in self.rates):
+            raise ConfigError(f"[tts] rates must list words per minute > 0, got {list(self.rates)}")
+        if not self.volumes_db:
+            raise ConfigError("[tts] volumes_db must list at least one loudness step")
+        if not 0 <= self.default_rate < len(self.rates):
+            raise ConfigError(f"[tts] default_rate = {self.default_rate} is not an index into rates (0 .. {len(self.rates) - 1})")
+        if not 0 <= self.default_volume < len(self.volumes_db):
+            raise ConfigError(
+                f"[tts] default_volume = {self.default_volume} is not an index into volumes_db (0 .. {len(self.volumes_db) - 1})"
+            )
+        if self.render_timeout_s <= 0 or self.max_restarts < 0 or self.cache_size < 0:
+            raise ConfigError("[tts] render_timeout_s must be > 0, max_restarts and cache_size >= 0")
 
 
 # --------------------------------------------------------------------------- role

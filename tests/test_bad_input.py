@@ -16,7 +16,7 @@ import pytest
 from assistant.app import build_kiosk
 from assistant.config import ROOT, Config
 from assistant.kiosk import HeadlessDisplay
-from assistant.messages import Key, KeyPressed
+from assistant.messages import Key, KeyPressed, Utterance
 from assistant.seed import seed
 from assistant.storage import Database
 
@@ -170,3 +170,51 @@ def test_read_only_data_folder_is_a_clear_cli_error(tiny_disk) -> None:
             assert "read-only" in proc.stderr.lower(), (command, proc.stderr)
     finally:
         remount(tiny_disk, "rw")
+
+
+def remove_cantonese(locales: Path) -> None:
+    """What a maintainer does to retire a pack: its folder, its list entry, its tests."""
+    import shutil
+
+    shutil.rmtree(locales / "yue")
+    common = locales / "zh-CN" / "_common.yaml"
+    common.write_text(common.read_text(encoding="utf-8").replace('      - in: "(粤语|广东话|白话)"\n        out: yue\n', ""), encoding="utf-8")
+    tests = locales / "zh-CN" / "tests" / "ChooseLanguage.yaml"
+    text = tests.read_text(encoding="utf-8")
+    text = text.replace("- sentences:\n  - 说粤语\n  - 广东话\n  intent:\n    name: ChooseLanguage\n    slots:\n      pack: yue\n", "")
+    tests.write_text(text.replace("  - 讲普通话\n", "  - 讲普通话\n  - 普通话\n"), encoding="utf-8")
+
+
+async def test_a_reload_that_removes_the_customer_s_pack_goes_on_in_the_default_pack(tmp_path) -> None:
+    # every screen and prompt failed ('no locale pack yue') until the session ended, and
+    # the language buttons still offered the removed pack
+    import shutil
+
+    from assistant.locale_check import check
+
+    locales = tmp_path / "locales"
+    shutil.copytree(ROOT / "locales", locales)
+    cfg = kiosk_config(tmp_path, str(DATA / "face-images/biden.jpg"), kiosk={"locales_dir": str(locales)})
+    parts, display, stop, task = await start(cfg, tmp_path, cash=False)
+    try:
+        k = parts.kiosk
+        k.post(KeyPressed(Key.CONFIRM))
+        await display.wait_for("account_entry", 30)
+        k.post(Utterance("说粤语", 0.95))
+        for _ in range(100):
+            if k.pack_id == "yue":
+                break
+            await asyncio.sleep(0.05)
+        assert k.pack.id == "yue"
+        remove_cantonese(locales)
+        assert check(locales) == []  # a valid edit: the reload is applied
+        assert parts.services.reload_locales() == []
+        assert parts.services.packs == ("zh-CN", "zh-CN-sichuan")
+        for d in "3100023456":
+            k.post(KeyPressed(Key(d)))
+        k.post(KeyPressed(Key.ENTER))
+        model = await display.wait_for("confirm", 10)
+        assert model.caption == "您的户号是3100023456，对吗？"
+        assert k.pack.id == "zh-CN"
+    finally:
+        await finish(parts, stop, task)

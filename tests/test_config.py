@@ -65,3 +65,32 @@ def test_a_bad_config_stops_any_command_before_it_starts(tmp_path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "colour" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[tts]\ndefault_rate = 9\n", "default_rate"),
+        ("[tts]\nrates = []\n", "rates"),
+        ("[tts]\ndefault_volume = -1\n", "default_volume"),
+        ("[dialog]\ntext_scales = []\n", "text_scales"),
+        ("[dialog]\nidle_timeout_s = 0\n", "idle_timeout_s"),
+        ("[cash]\nretries = -3\n", "retries"),
+        ("[cash]\nnotes_address = 200\n", "notes_address"),
+        ("[cash]\ncoins_address = 0\n", "coins_address"),
+    ],
+)
+def test_a_value_out_of_range_is_refused_naming_file_and_key(tmp_path, text: str, key: str) -> None:
+    # default_rate = 9 used to pass the check and then fail on every prompt the kiosk spoke
+    cfg = Config.load(write(tmp_path, text))
+    with pytest.raises(ConfigError) as err:
+        cfg.check()
+    msg = str(err.value)
+    assert msg.startswith(str(tmp_path / "k.toml")) and key in msg and "\n" not in msg
+
+
+def test_a_section_range_check_names_the_file(tmp_path) -> None:
+    cfg = Config.load(write(tmp_path, '[cash]\npayout_mode = "denom"\n'))
+    with pytest.raises(ConfigError) as err:
+        cfg.check()
+    assert str(err.value) == f"{tmp_path / 'k.toml'}: [cash] payout_mode must be 'denomination' or 'amount', got 'denom'"

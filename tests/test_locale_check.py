@@ -80,6 +80,64 @@ def test_yaml_syntax_error(locales: Path) -> None:
     assert p.file == f and p.line >= line_with(f, "data: [")
 
 
+def test_a_tab_in_responses_is_the_one_problem_reported(locales: Path) -> None:
+    # it used to come with 255 'prompt missing' lines, the last ones on the screen
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "  goodbye:", "\tgoodbye:")
+    problems = check(locales)
+    assert [(p.file, p.line, p.rule) for p in problems] == [(f, line_with(f, "\tgoodbye:"), "syntax")]
+    assert "tab" in problems[0].fix
+
+
+def test_a_broken_intent_file_is_the_one_problem_reported(locales: Path) -> None:
+    # not also every Confirm test of zh-CN and of the Sichuanese pack built on it
+    f = locales / "zh-CN" / "intents" / "Confirm.yaml"
+    edit(f, "    - sentences:", "    - sentences: [")
+    assert [(p.file, p.rule) for p in check(locales)] == [(f, "syntax")]
+
+
+def test_checking_a_dialect_reports_a_broken_base_pack(locales: Path) -> None:
+    # 'locales check zh-CN-sichuan' said all was fine while zh-CN, which it extends, did not parse
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "  goodbye:", "\tgoodbye:")
+    assert [(p.file, p.rule) for p in check(locales, "zh-CN-sichuan")] == [(f, "syntax")]
+    assert check(locales, "yue") == []  # yue does not build on zh-CN
+
+
+def test_a_dialect_whose_base_cannot_load_points_at_the_base(locales: Path) -> None:
+    f = locales / "zh-CN-sichuan" / "pack.yaml"
+    edit(locales / "zh-CN" / "pack.yaml", "rate: 150", "rate: 150\n  oops: 1")
+    p = only(check(locales, "zh-CN-sichuan"), "extends")
+    assert (p.file, p.line) == (f, line_with(f, "extends:"))
+    assert "'zh-CN' could not be loaded" in p.message and "locales check zh-CN" in p.fix
+
+
+def test_a_full_width_space_as_indentation_is_named_on_its_own_line(locales: Path) -> None:
+    # the parser blamed the next line, with a message about mapping values
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "  goodbye:", "\u3000goodbye:")
+    p = only(check(locales), "syntax")
+    assert (p.file, p.line) == (f, line_with(f, "\u3000goodbye:"))
+    assert "full-width space" in p.message and p.fix == "indent with ordinary spaces"
+
+
+def test_full_width_brackets_in_a_template_are_named_at_the_template(locales: Path) -> None:
+    # reported only as failing tests: the template itself looked fine
+    f = locales / "zh-CN" / "intents" / "Confirm.yaml"
+    edit(f, "(确认|确定)(交费", "（确认|确定）(交费")
+    p = only(check(locales), "template")
+    assert (p.file, p.line) == (f, line_with(f, "（确认|确定）"))
+    assert "'(确认|确定)(交费|缴费|付款|支付)'" in p.fix
+
+
+def test_a_placeholder_in_full_width_braces_is_named(locales: Path) -> None:
+    f = locales / "zh-CN" / "responses.yaml"
+    edit(f, "{seconds}秒后", "｛seconds｝秒后")
+    p = next(p for p in check(locales, "zh-CN") if p.rule == "placeholders")
+    assert (p.file, p.line) == (f, line_with(f, "｛seconds｝"))
+    assert "full-width braces" in p.message and "{seconds}" in p.fix
+
+
 def test_duplicate_key(locales: Path) -> None:
     f = locales / "yue" / "responses.yaml"
     edit(f, "  goodbye: 多谢晒，慢慢行。\n", "  goodbye: 多谢晒，慢慢行。\n  goodbye: 拜拜。\n")

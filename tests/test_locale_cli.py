@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +39,16 @@ def test_check_reports_file_and_line(setup, capsys: pytest.CaptureFixture[str]) 
     line = next(i for i, t in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if t.startswith("  arrears:"))
     assert f"locales/yue/responses.yaml:{line}: the placeholders of 'arrears' differ" in out
     assert "Fix: use exactly {account}, {amount}, {method}" in out
+
+
+def test_check_names_the_config_line_of_a_default_pack_that_is_not_there(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = setup
+    cfg.write_text(cfg.read_text(encoding="utf-8") + 'locale = "zh-cn"\n', encoding="utf-8")
+    assert main(["--config", str(cfg), "locales", "check"]) == 1
+    out = capsys.readouterr().out.strip()
+    line = len(cfg.read_text(encoding="utf-8").splitlines())
+    assert out == (f"kiosk.toml:{line}: the kiosk's default pack 'zh-cn' ([kiosk] locale) is not a pack in {cfg.parent / 'locales'}. "
+                   "Fix: set [kiosk] locale to one of: yue, zh-CN, zh-CN-sichuan (letter case matters)")
 
 
 def test_new_pack_skeleton_passes_the_check(setup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,3 +134,28 @@ def test_reload_signals_the_running_kiosk_only_when_packs_are_valid(setup, tmp_p
     finally:
         child.kill()
         child.wait()
+
+
+def test_reload_leaves_alone_a_program_that_inherited_a_killed_kiosk_s_process_id(setup, tmp_path: Path) -> None:
+    # a kiosk killed with SIGKILL leaves its pid file; once the number is reused, SIGHUP
+    # (whose default action is to terminate) went to whichever program now has it
+    def started(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+
+    cfg, _locales = setup
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_path = tmp_path / "var" / "run" / "kiosk.pid"
+        pid_path.parent.mkdir(parents=True, exist_ok=True)
+        # what the dead kiosk wrote, with its number now in use by another program
+        pid_path.write_text(f"{other.pid} {started(os.getpid()) - 1}\n")
+        assert main(["--config", str(cfg), "locales", "reload"]) == 1
+        time.sleep(0.3)
+        assert other.poll() is None  # not terminated
+        # a running kiosk's own record is honoured
+        pid_path.write_text(f"{other.pid} {started(other.pid)}\n")
+        assert main(["--config", str(cfg), "locales", "reload"]) == 0
+        assert other.wait(10) == -signal.SIGHUP
+    finally:
+        other.kill()
+        other.wait()

@@ -130,6 +130,42 @@ def test_a_bad_csv_row_stops_the_plan_and_writes_nothing(tmp_path: Path, config,
     assert not out.exists()
 
 
+def test_a_report_that_cannot_be_written_leaves_no_report_and_no_temporary_file(tmp_path: Path, config, capsys) -> None:
+    # a folder where the float table goes: the summary and cycle table used to be in
+    # place already when the rename onto it failed, with two temporary files left over
+    csv_path = tmp_path / "h.csv"
+    assert main(["cash", "simulate-history", "--days", "7", "--start", "2025-03-03", "--per-day", "20",
+                 "--out", str(csv_path)]) == 0
+    out = tmp_path / "reports"
+    out.mkdir()
+    today = date.today().isoformat()
+    in_the_way = out / f"cash-plan-demo-hall-{today}-float.csv"
+    in_the_way.mkdir()
+    capsys.readouterr()
+    assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1",
+                 "--no-progress", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert str(in_the_way) in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == [in_the_way.name]
+
+
+def test_a_full_disk_while_writing_a_report_leaves_nothing_behind(tmp_path: Path) -> None:
+    import errno
+    import os
+
+    from assistant.backoffice import OutputSet
+
+    out = OutputSet()
+    first, second = out.add(tmp_path / "a.txt", "one"), out.add(tmp_path / "b.png", b"\x89PNG" * 1000)
+    # the second file's temporary name leads to /dev/full: every write to it fails with ENOSPC
+    (tmp_path / f".b.png.{os.getpid()}.tmp").symlink_to("/dev/full")
+    with pytest.raises(OSError) as err:
+        out.commit()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not first.exists()
+
+
 def test_plan_from_the_kiosk_database_is_recorded_for_the_alerts(tmp_path: Path, config) -> None:
     import asyncio
 

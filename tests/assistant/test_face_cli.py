@@ -78,6 +78,33 @@ def test_calibrate_command_prints_the_table_and_config_line(labelled, cli_config
     assert "skipped" in out and "several_faces" in out and "no_face" in out
 
 
+def test_calibration_skips_unreadable_photos_and_reads_odd_formats(tmp_path, cli_config, capsys):
+    # one truncated PNG among the photos used to stop the whole calibration
+    from PIL import Image
+
+    photos = provisioned("face-images")
+    for person in ("obama", "biden"):
+        (tmp_path / person).mkdir()
+    shutil.copy(photos / "obama.jpg", tmp_path / "obama" / "a.jpg")
+    Image.open(photos / "obama2.jpg").convert("L").save(tmp_path / "obama" / "grey.jpg")
+    Image.open(photos / "obama3.jpg").convert("RGBA").save(tmp_path / "obama" / "alpha.png")
+    png = (tmp_path / "obama" / "alpha.png").read_bytes()
+    (tmp_path / "obama" / "cut.png").write_bytes(png[: len(png) // 3])
+    (tmp_path / "obama" / "empty.jpg").write_bytes(b"")
+    shutil.copy(photos / "biden.jpg", tmp_path / "biden" / "b.jpg")
+    Image.open(photos / "biden.jpg").convert("CMYK").save(tmp_path / "biden" / "cmyk.jpg")
+    Image.new("RGB", (1, 1)).save(tmp_path / "biden" / "dot.png")
+    assert cli_main(["--config", str(cli_config), "face", "calibrate", str(tmp_path), "--target-far", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "2 persons, 5 faces: 4 genuine pairs, 6 impostor pairs" in out
+    skipped = sorted(line for line in out.splitlines() if line.startswith("skipped"))
+    assert skipped == [
+        f"skipped {tmp_path / 'biden' / 'dot.png'}: no_face",
+        f"skipped {tmp_path / 'obama' / 'cut.png'}: not a readable image",
+        f"skipped {tmp_path / 'obama' / 'empty.jpg'}: not a readable image",
+    ]
+
+
 def test_enrol_identify_forget_purge_commands(cli_config, tmp_path, capsys):
     photos = provisioned("face-images")
 

@@ -28,6 +28,7 @@ from assistant.messages import (  # noqa: E402
 )
 from assistant.vision import CameraDevice, CardDevice  # noqa: E402
 from devices.camera import Camera  # noqa: E402
+from devices.card_ocr import CardReader  # noqa: E402
 from devices.face import InsightFaceRecognizer  # noqa: E402
 from tests.face_support import load, provisioned, turn_head  # noqa: E402
 
@@ -187,6 +188,27 @@ async def test_card_scan_holds_the_number_and_posts_last_four():
     assert posted == [CardRead(ok=True, last4="7894", issuer="中国工商银行")]
     posted.clear()
     device = CardDevice(ListCamera([desk]), reader, posted.append, attempts=2, interval_s=0.0)
+    await device(DeviceAction("card", "scan"))
+    await device.worker.join()
+    assert posted == [CardRead(ok=False, problem="card_unreadable")]
+
+
+class FailingEngine(CardReader):
+    """An OCR engine that fails inside, with its own error type (as engines do)."""
+
+    def __init__(self) -> None:
+        super().__init__(try_rotated=False)
+
+    def recognise(self, image):
+        raise cv2.error("resize: invalid size")
+
+
+async def test_an_ocr_engine_failure_asks_for_a_rescan_instead_of_leaving_the_customer_waiting():
+    # the scan caught only the kiosk's own errors: the engine's error ended the scan
+    # task silently and the card screen waited for an answer that never came
+    posted = []
+    device = CardDevice(ListCamera([np.zeros((540, 856, 3), np.uint8)]), FailingEngine(), posted.append,
+                        attempts=2, interval_s=0.0)
     await device(DeviceAction("card", "scan"))
     await device.worker.join()
     assert posted == [CardRead(ok=False, problem="card_unreadable")]

@@ -190,6 +190,25 @@ def test_no_card_in_view(reader, cards):
     assert r.event() == CardRead(ok=False, problem="card_unreadable")
 
 
+@pytest.mark.parametrize(
+    "shape", [(0, 0, 3), (3000, 2, 3), (1, 1, 3), (8, 856, 3)], ids=["empty", "two-pixel column", "1x1", "strip"]
+)
+def test_a_frame_too_small_for_a_card_is_unreadable_not_an_error(reader, shape):
+    # the engine divided by zero on the empty frame and failed in its resize on the column;
+    # a one-pixel strip took it minutes and gigabytes
+    r = reader.read(np.zeros(shape, np.uint8))
+    assert not r.ok and r.problem is CardProblem.NO_NUMBER
+
+
+def test_grey_and_alpha_photos_of_a_card_are_read(reader, cards):
+    import cv2
+
+    photo = cards.photograph(cards.render_card(ICBC16))
+    for frame in (cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA)):
+        r = reader.read(frame)
+        assert r.ok and r.number.digits == ICBC16
+
+
 def test_reader_from_the_config(reader, cards):
     from devices.card_ocr import create_card_reader
     from tests.face_support import project_config

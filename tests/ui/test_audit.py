@@ -80,3 +80,20 @@ def test_each_kind_of_breach_is_caught(renderer, tmp_path) -> None:
     texts = [w for w in root.children if isinstance(w, Label) and w.text == "浅色"]
     check_backgrounds(png, texts, root.height, audit)
     assert any(b.kind == "background" and "#FF0000" in b.detail for b in audit.breaches)
+
+
+def test_a_very_long_caption_leaves_the_keypad_on_the_screen(renderer, packs, tmp_path) -> None:
+    # a maintainer's very long prompt (or several said at once) grew the caption band
+    # until the keypad and its confirm key were pushed out of the window
+    import dataclasses
+
+    from ui.audit import table
+    from ui.samples import present
+
+    source, ids = packs
+    sample = next(s for s in build_samples(pack_ids=ids) if s.name == "account_entry")
+    model = present(sample, source, ids, text_scale=MAX_TEXT_SCALE)
+    long = model.caption + "如果您需要帮助，请说“找工作人员”，或者按屏幕上的帮助按钮，工作人员会马上过来帮您办理。" * 5
+    result = renderer.audit("account_entry_long_caption", dataclasses.replace(model, caption=long), tmp_path)
+    assert result.ok, table([result])
+    assert result.targets >= 12  # the ten digits, clear and confirm are all there
