@@ -138,7 +138,7 @@ async def build_kiosk(
             enrolments=enrolments,
             cash=cash,
             noncash=noncash,
-            packs=tuple(packs.ids()),
+            packs=tuple(packs.offered()),
             hall_phone=config.kiosk.hall_phone,
         )
         dialog = Dialog(services, dialog_config)
@@ -201,7 +201,7 @@ async def build_kiosk(
         def packs_reloaded(problems: list[Any]) -> None:
             # the language buttons and the packs a customer may ask for follow the reload
             if not problems:
-                services.packs = tuple(packs.ids())
+                services.packs = tuple(packs.offered())
 
         def reload_locales() -> list[Any]:
             problems = packs.reload()

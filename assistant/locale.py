@@ -329,7 +329,7 @@ class KnownFailure:
     line: int
 
 
-_PACK_KEYS = ("id", "language", "name", "extends", "voice", "rate", "numbers")
+_PACK_KEYS = ("id", "language", "name", "extends", "voice", "rate", "numbers", "draft")
 _NUMBER_KEYS = tuple(NumberStyle.__dataclass_fields__)
 
 
@@ -367,6 +367,9 @@ def read_pack_files(folder: Path, problems: list[Problem]) -> PackFiles | None:
     if "rate" in meta and (not isinstance(meta["rate"], int) or isinstance(meta["rate"], bool) or not 60 <= meta["rate"] <= 400):
         s.add(line_of(meta, "rate"), f"rate must be a whole number of words per minute between 60 and 400, not {meta['rate']!r}", "write e.g. 'rate: 150'")
         meta.pop("rate")  # reported; do not let it break building the pack
+    if "draft" in meta and not isinstance(meta["draft"], bool):
+        s.add(line_of(meta, "draft"), f"draft must be true or false, not {meta['draft']!r}", "write 'draft: true' while the pack is being written, remove the line when it is ready")
+        meta.pop("draft")
     if "numbers" in meta:
         s.mapping(meta["numbers"], "numbers", _NUMBER_KEYS)
     if "extends" not in meta or meta.get("extends") is None:
@@ -657,6 +660,9 @@ class LocalePack:
         self.rate: int = int(meta.get("rate", 150))
         """Default speech rate in words per minute."""
         self.number_style: NumberStyle = NumberStyle.from_dict(meta.get("numbers", {}))
+        self.draft: bool = own.meta.get("draft") is True
+        """Still being written: checked, tested and heard with ``locales say``, but not
+        offered to customers (not inherited: a pack built on a draft is not a draft)."""
 
         self.prompts: dict[str, LStr] = {}
         self.labels: dict[str, LStr] = {}
@@ -965,6 +971,11 @@ class LocaleRegistry:
         """Ids of the active packs."""
         with self._lock:
             return sorted(self._packs)
+
+    def offered(self) -> list[str]:
+        """Ids of the packs a customer may choose: the active packs but drafts (the default always)."""
+        with self._lock:
+            return sorted(k for k, p in self._packs.items() if not p.draft or k == self.default_id)
 
     def __contains__(self, pack_id: object) -> bool:
         with self._lock:

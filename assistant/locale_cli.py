@@ -114,6 +114,7 @@ id: {pack}
 language: {language}
 name: {name}
 extends: {base}
+draft: true   # customers are not offered the pack until this line is removed
 # voice: sit/cmn-latn-pinyin   # espeak-ng voice id (default: the base pack's)
 # rate: 150                    # words per minute (default: the base pack's)
 # numbers:                     # number words that differ, e.g. money units
@@ -174,6 +175,7 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
     print("next: 1) write name and language_switched in your words;")
     print(f"      2) add '{pack_id}' to the 'pack' list in locales/{base.id}/_common.yaml so customers can ask for it;")
     print(f"      3) run: python main.py locales check {pack_id}")
+    print(f"      4) when it is ready, remove 'draft: true' from {folder.name}/{PACK_FILE} and run: python main.py locales reload")
     return 0
 
 

@@ -159,3 +159,24 @@ def test_reload_leaves_alone_a_program_that_inherited_a_killed_kiosk_s_process_i
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_new_pack_is_a_draft_customers_are_not_offered_until_the_line_is_removed(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.locale import LocaleRegistry
+
+    cfg, locales = setup
+    registry = LocaleRegistry(locales, "zh-CN", None).load()
+    assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei", "--name", "东北话"]) == 0
+    assert "remove 'draft: true' from zh-CN-dongbei/pack.yaml" in capsys.readouterr().out
+    assert registry.reload() == []
+    assert "zh-CN-dongbei" in registry.ids() and registry.get("zh-CN-dongbei").draft
+    assert registry.offered() == ["yue", "zh-CN", "zh-CN-sichuan"]
+    meta = locales / "zh-CN-dongbei" / "pack.yaml"
+    text = meta.read_text(encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("draft:"))
+    meta.write_text(text.replace("draft: true", "draft: yes please"), encoding="utf-8")
+    assert main(["--config", str(cfg), "locales", "check", "zh-CN-dongbei"]) == 1
+    assert f"locales/zh-CN-dongbei/pack.yaml:{line}: draft must be true or false, not 'yes please'" in capsys.readouterr().out
+    meta.write_text("".join(t for t in text.splitlines(keepends=True) if not t.startswith("draft:")), encoding="utf-8")
+    assert registry.reload() == []
+    assert registry.offered() == ["yue", "zh-CN", "zh-CN-dongbei", "zh-CN-sichuan"]
