@@ -360,7 +360,11 @@ class EspeakSynthesizer(Synthesizer):
         if self._worker is not None and self._worker.proc.poll() is None:
             return self._worker
         if self._worker is not None:
+            # The engine died between requests: the watchdog replaces it here.
+            log.warning("speech engine (pid %d) is gone; restarting", self._worker.pid)
             self._worker.kill()
+            self._worker = None
+            self.restarts += 1
         worker = _Worker(self.start_timeout)
         try:
             hello = await asyncio.wait_for(asyncio.to_thread(worker.handshake), self.start_timeout)
