@@ -195,6 +195,11 @@ class Prompt(StrEnum):
     """The bank did not answer; nothing is charged until it confirms. Please ask staff."""
     PAYMENT_PENDING = "payment_pending"
     """Your payment went through; the bill update is delayed and will follow. Keep the receipt."""
+    PAYMENT_UNDECIDED = "payment_undecided"
+    """An earlier payment of this account still waits for the bank's answer; so that nothing is
+    charged twice, no new payment now. Please ask staff."""
+    PAYMENT_EARLIER_POSTED = "payment_earlier_posted"
+    """The bank has now confirmed the earlier payment and the bill is updated; nothing more was charged."""
     # --- cash ---------------------------------------------------------------------
     CASH_INSERT = "cash_insert"
     """Please insert notes or coins; {due} to pay. Change can be given."""
