@@ -1324,7 +1324,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
         s.reported = event.payment_id
         account = mask_account(s.account.account_no)
         self._new_turn()
-        if not event.ok and event.paid_fen > 0:
+        paid_fen = event.paid_fen
+        if not event.ok and event.problem == Prompt.PAYMENT_PENDING:
+            # The bank took the money; only the bill's update waits (recovery posts it).
+            # The customer is told to keep the receipt, so the receipt shows what was taken.
+            paid_fen = s.amount_fen
+            self._say(Prompt.PAYMENT_PENDING, account=account)
+        elif not event.ok and event.paid_fen > 0:
             # Part of the bill was paid (a payment finished after a fault): say what was paid
             # and what is still owed - never "cancelled, nothing charged".
             self._say(
@@ -1355,8 +1361,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
         receipt = frozen_map(
             payment=event.payment_id,
             account=account,
-            amount=Amount(event.paid_fen),
-            paid=Amount(event.paid_fen),
+            amount=Amount(paid_fen),
+            paid=Amount(paid_fen),
             inserted=Amount(event.inserted_fen),
             change=Amount(event.change_fen),
             credited=Amount(event.credited_fen),

@@ -616,3 +616,30 @@ async def test_result_screen_shows_a_credit_only_when_one_was_made(services, db,
     money = {k: fields[k].fen for k in ("inserted", "change", "credited") if k in fields}
     assert money == shown
     assert fields["paid"] == Amount(12345)
+
+
+async def test_card_charged_but_billing_down_prints_the_receipt_it_promises(services, card_customer, db) -> None:
+    """The bank took the money but billing did not answer: the customer is told to keep the
+    receipt, so one must be printed (with the amount taken), not the session simply ended."""
+    from assistant.errors import BillingError
+    from assistant.messages import LivenessResult
+    from assistant.noncash import NonCashPayments
+
+    class BillingDown(LedgerBilling):
+        async def post(self, *args, **kwargs):
+            raise BillingError("billing host unreachable")
+
+    services.noncash = NonCashPayments(db, BillingDown(db), services.noncash.gateways, "K001")
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_pending", "receipt_spoken", "receipt_printing"], state="result",
+                 do=[("printer", "print")]),
+        ],
+        services.spawner,
+    )
+    assert dialog.last_show.fields["paid"] == Amount(12345)
