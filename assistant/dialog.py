@@ -1043,11 +1043,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._new_turn()
             self._say(Prompt.CHOOSE_METHOD)
 
-    def _confirm_payment(self, method: str, amount_fen: int) -> None:
+    def _confirm_payment(self, method: str, amount_fen: int, note: str = "") -> None:
         s = self.session
         s.pending_method = method
         s.amount_fen = amount_fen
         self._new_turn()
+        if note:
+            self._say(note, limit=Amount(amount_fen))
         self._say(Prompt.CONFIRM_METHOD, amount=Amount(amount_fen), method=METHOD_PROMPTS[method])
         self._show(
             Screen.CONFIRM,
@@ -1074,6 +1076,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
     async def _start_payment(self, method: str, amount_fen: int) -> None:
         s = self.session
         assert s.account is not None
+        if amount_fen > self.config.max_pay_fen:
+            # Arrears above what one payment may take (the big key pays the whole arrears):
+            # offer the most one payment takes, and say so, before any money moves.
+            self._confirm_payment(method, self.config.max_pay_fen, note=Prompt.PAY_LIMIT_PART)
+            return
         s.method = method
         s.amount_fen = amount_fen
         s.payment_id = new_payment_id()

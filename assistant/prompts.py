@@ -163,6 +163,8 @@ class Prompt(StrEnum):
     """That amount was not exact; please say one amount, e.g. 一百二十三块五."""
     AMOUNT_TOO_LARGE = "amount_too_large"
     """One payment at the kiosk can be at most {limit}; please say a smaller amount."""
+    PAY_LIMIT_PART = "pay_limit_part"
+    """One payment at the kiosk can be at most {limit}; this time {limit} is paid, the rest another time."""
     METHOD_CASH = "method_cash"
     """Label: cash."""
     METHOD_CARD = "method_card"

@@ -643,3 +643,26 @@ async def test_card_charged_but_billing_down_prints_the_receipt_it_promises(serv
         services.spawner,
     )
     assert dialog.last_show.fields["paid"] == Amount(12345)
+
+
+async def test_arrears_above_the_kiosk_limit_are_not_taken_in_one_keypress(services, db) -> None:
+    """A shop owing 15 000 元 presses the big key: the kiosk takes at most [dialog] max_pay_fen
+    (10 000 元) in one payment, says so and asks before starting, instead of asking for it all."""
+    from tests.cashkit import seed_account
+
+    await seed_account(db, "3999999999", {"2024-04": 900_000, "2024-05": 600_000})
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "3999999999"],
+            Step(KeyPressed(Key.ENTER)),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"], state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["pay_limit_part", "confirm_method"], state="confirm_payment"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+        ],
+    )
+    note = [s for s in dialog.last_said if s.prompt_id == "cash_insert"][0]
+    assert note.slots["due"] == Amount(1_000_000)
+    assert [due for _, _, due in services.cash.begun] == [1_000_000]
