@@ -568,7 +568,10 @@ class Gallery:
     async def purge(self, retention_days: int, now: dt.datetime | None = None) -> int:
         """Delete templates (and photos) enrolled more than ``retention_days`` ago."""
         now = now or dt.datetime.now(dt.UTC)
-        cutoff = (now - dt.timedelta(days=retention_days)).strftime(_SQL_TIME)[:-3] + "Z"
+        try:
+            cutoff = (now - dt.timedelta(days=retention_days)).strftime(_SQL_TIME)[:-3] + "Z"
+        except OverflowError:
+            return 0  # a retention reaching back before the calendar begins: nothing is that old
         rows = await self.db.fetchall(
             "SELECT id, user_id FROM face_embedding WHERE created_at < ?", (cutoff,)
         )
