@@ -60,6 +60,10 @@ class ExchangeReport:
         return sum(v * n for v, n in self.difference_out.items())
 
 
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
 def _diff(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
     return {v: a.get(v, 0) - b.get(v, 0) for v in sorted(set(a) | set(b)) if a.get(v, 0) != b.get(v, 0)}
 
@@ -105,6 +109,25 @@ class CassetteExchange:
             raise CassetteError("dual control needs two different people")
         return b, h
 
+    def _check_counts(self, unit: Unit, counts: Mapping[int, int]) -> None:
+        """Refuse counts that cannot be right: a negative count, or a value the unit never holds.
+
+        A typing slip in a hand count would otherwise go into the books and the exchange
+        record as it is, and show up days later as a cash difference nobody can explain.
+        """
+        negative = sorted(v for v, n in counts.items() if n < 0)
+        if negative:
+            raise CassetteError("counts cannot be negative: " + ", ".join(f"{_yuan(v)}={counts[v]}" for v in negative))
+        # the cashbox holds the notes the recycler took in
+        device = self.units.get(Unit.NOTES if unit == Unit.CASHBOX else unit)
+        known = set(getattr(device, "denominations", ()) or ())
+        strange = sorted(v for v in counts if known and v not in known)
+        if strange:
+            raise CassetteError(
+                f"{unit} holds no {', '.join(_yuan(v) for v in strange)} yuan (it holds "
+                f"{', '.join(_yuan(v) for v in sorted(known, reverse=True))}); check the counts"
+            )
+
     async def _books(self, unit: Unit) -> dict[int, int]:
         rows = await self.db.fetchall(
             "SELECT denomination_fen, count FROM cash_unit WHERE unit = ?", (str(unit),)
@@ -129,6 +152,8 @@ class CassetteExchange:
                 the unit's own count is what was found).
         """
         b, h = await self._dual(bank, hall)
+        if counted is not None:
+            self._check_counts(unit, counted)
         if await cash_journal.open_payment_ids(self.db):
             raise CassetteError("a cash payment is still open; finish or recover it first")
         if await self.open_exchange(unit) is not None:
@@ -169,8 +194,7 @@ class CassetteExchange:
         current = await self.open_exchange(unit)
         if current is None:
             raise CassetteError(f"no open exchange of {unit}")
-        if any(n < 0 for n in counts_in.values()):
-            raise CassetteError("counts cannot be negative")
+        self._check_counts(unit, counts_in)
         device = self.units.get(unit)
         device_in = None
         if device is not None:

@@ -83,3 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Last resort: an operator at a kiosk gets one line, not a traceback (-v shows it).
+        if args.verbose:
+            raise
+        print(f"main.py {args.command}: unexpected {type(exc).__name__}: {exc} "
+              "(run again with -v for the details)", file=sys.stderr)
+        return 1

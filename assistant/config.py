@@ -103,6 +103,8 @@ class Config:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -1043,11 +1043,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._new_turn()
             self._say(Prompt.CHOOSE_METHOD)
 
-    def _confirm_payment(self, method: str, amount_fen: int) -> None:
+    def _confirm_payment(self, method: str, amount_fen: int, note: str = "") -> None:
         s = self.session
         s.pending_method = method
         s.amount_fen = amount_fen
         self._new_turn()
+        if note:
+            self._say(note, limit=Amount(amount_fen))
         self._say(Prompt.CONFIRM_METHOD, amount=Amount(amount_fen), method=METHOD_PROMPTS[method])
         self._show(
             Screen.CONFIRM,
@@ -1074,6 +1076,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
     async def _start_payment(self, method: str, amount_fen: int) -> None:
         s = self.session
         assert s.account is not None
+        if amount_fen > self.config.max_pay_fen:
+            # Arrears above what one payment may take (the big key pays the whole arrears):
+            # offer the most one payment takes, and say so, before any money moves.
+            self._confirm_payment(method, self.config.max_pay_fen, note=Prompt.PAY_LIMIT_PART)
+            return
         s.method = method
         s.amount_fen = amount_fen
         s.payment_id = new_payment_id()
@@ -1324,7 +1331,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
         s.reported = event.payment_id
         account = mask_account(s.account.account_no)
         self._new_turn()
-        if not event.ok and event.paid_fen > 0:
+        paid_fen = event.paid_fen
+        if not event.ok and event.problem == Prompt.PAYMENT_PENDING:
+            # The bank took the money; only the bill's update waits (recovery posts it).
+            # The customer is told to keep the receipt, so the receipt shows what was taken.
+            paid_fen = s.amount_fen
+            self._say(Prompt.PAYMENT_PENDING, account=account)
+        elif not event.ok and event.paid_fen > 0:
             # Part of the bill was paid (a payment finished after a fault): say what was paid
             # and what is still owed - never "cancelled, nothing charged".
             self._say(
@@ -1355,8 +1368,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
         receipt = frozen_map(
             payment=event.payment_id,
             account=account,
-            amount=Amount(event.paid_fen),
-            paid=Amount(event.paid_fen),
+            amount=Amount(paid_fen),
+            paid=Amount(paid_fen),
             inserted=Amount(event.inserted_fen),
             change=Amount(event.change_fen),
             credited=Amount(event.credited_fen),

@@ -212,6 +212,13 @@ class EnrolmentSteps:
             self._say(Prompt.ENROL_PHONE_INVALID)
             self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
             return
+        assert self.services.enrolments is not None
+        try:
+            await self.services.enrolments.check_phone(s.digits)
+        except EnrolmentError as exc:
+            self._say(exc.prompt_id)
+            self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
+            return
         s.pending_digits = s.digits
         self._say(Prompt.ENROL_PHONE_READBACK, phone=Digits(s.digits))
         self._show(Screen.CONFIRM, question=Prompt.ENROL_PHONE_READBACK, phone=Digits(s.digits))

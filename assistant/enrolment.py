@@ -38,6 +38,12 @@ class AccountTaken(EnrolmentError):
     prompt_id = "enrol_account_taken"
 
 
+class PhoneTaken(EnrolmentError):
+    """The phone number is already the login of a registered customer (or staff member)."""
+
+    prompt_id = "enrol_phone_taken"
+
+
 class FaceInconsistent(EnrolmentError):
     """The captured frames are not all of the same person."""
 
@@ -114,6 +120,15 @@ class Enrolments:
         self._card_issuer = ""
 
     # -- steps -------------------------------------------------------------------------
+    async def check_phone(self, phone: str) -> None:
+        """Refuse a phone number that is already someone's login.
+
+        Linking to an existing login would fold the new person's face, card and accounts
+        into that customer's record (their face would then pay with that customer's card).
+        """
+        if await self.db.fetchone("SELECT 1 FROM login_user WHERE phone = ?", (phone,)):
+            raise PhoneTaken("this phone number is already registered")
+
     async def check_account(self, account_no: str, phone: str) -> AccountInfo:
         """The account as billing knows it; refuses one linked to another customer."""
         info = await self.billing.account(account_no)
@@ -176,6 +191,8 @@ class Enrolments:
         assert d is not None
         if not d.phone or not d.accounts:
             raise EnrolmentError("an enrolment needs a phone number and at least one account")
+        # checked again here: another kiosk may have registered the number meanwhile
+        await self.check_phone(d.phone)
         if d.face_consent and d.embeddings:
             self.check_face_consistency()
         name = d.name or (await self.billing.account(d.accounts[0])).holder_name

@@ -216,6 +216,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _cmd_calibrate(args: argparse.Namespace, config: Config) -> int:
     from assistant.identity import create_face_engine, face_section
 
+    if not 0.0 < args.target_far < 1.0:  # also refuses nan
+        raise FaceError(f"--target-far must be a rate between 0 and 1 (e.g. 0.001), got {args.target_far}")
     section = face_section(config)
     engine = create_face_engine(config, section)
     cal = calibrate_folder(engine, args.folder)

@@ -22,9 +22,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import math
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 
 from assistant.config import Config
 from assistant.enrolment import EnrolmentError, FaceEnroller
-from assistant.errors import FaceError, MissingPackageError
+from assistant.errors import ConfigError, FaceError, MissingPackageError
 from assistant.face_index import EmbeddingIndex, SearchResult
 from assistant.liveness import LivenessSettings
 from assistant.messages import FaceOutcome, FaceSeen
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 _BLOB_VERSION = 1
 _NONCE = 12
 _SQL_TIME = "%Y-%m-%dT%H:%M:%S.%f"
+RETENTION_CHECK_S = 3600.0
+"""How often a running kiosk deletes face templates past ``[face] retention_days``."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,11 @@ class FaceSection:
             max_outside=self.max_outside,
             min_det_score=self.det_threshold,
         )
+
+    def __post_init__(self) -> None:
+        # the kiosk purges by this on its own: 0 or less would delete every customer's face
+        if not isinstance(self.retention_days, int) or self.retention_days < 1:
+            raise ConfigError(f"[face] retention_days must be at least 1, got {self.retention_days!r}")
 
     def threshold_for(self, model_id: str) -> float:
         """The calibrated threshold for ``model_id``.
@@ -559,7 +568,10 @@ class Gallery:
     async def purge(self, retention_days: int, now: dt.datetime | None = None) -> int:
         """Delete templates (and photos) enrolled more than ``retention_days`` ago."""
         now = now or dt.datetime.now(dt.UTC)
-        cutoff = (now - dt.timedelta(days=retention_days)).strftime(_SQL_TIME)[:-3] + "Z"
+        try:
+            cutoff = (now - dt.timedelta(days=retention_days)).strftime(_SQL_TIME)[:-3] + "Z"
+        except OverflowError:
+            return 0  # a retention reaching back before the calendar begins: nothing is that old
         rows = await self.db.fetchall(
             "SELECT id, user_id FROM face_embedding WHERE created_at < ?", (cutoff,)
         )
@@ -646,10 +658,18 @@ class FaceIdentifier:
         self.gallery = gallery
         self.section = section
         self.threshold = section.threshold_for(recognizer.model_id)
+        self.retention_checked_at = -math.inf
+        """When (``time.monotonic``) templates past ``retention_days`` were last deleted."""
 
     async def look(self, frame: np.ndarray) -> FaceDecision:
         """Check one frame and identify the customer in it."""
         await self.gallery.sync()
+        now = time.monotonic()
+        if now - self.retention_checked_at >= RETENTION_CHECK_S:
+            # The retention period is kept by the kiosk itself (it runs for months without
+            # a restart); nobody has to remember to run `face purge`.
+            self.retention_checked_at = now
+            await self.gallery.purge(self.section.retention_days)
         t = self.section.timeout_s
         faces = await self.recognizer.detect_async(frame, t)
         verdict = check_quality(faces, self.section.limits())

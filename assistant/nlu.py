@@ -245,8 +245,14 @@ class WordList:
     @classmethod
     def from_file(cls, path: Path) -> WordList:
         """One word per line (a Kaldi/Vosk ``words.txt``: ``word id``)."""
+        from assistant.errors import LocaleError
+
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise LocaleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         words = []
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             parts = line.split()
             if parts and not parts[0].startswith(("<", "#", "[")):
                 words.append(parts[0])

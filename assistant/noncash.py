@@ -12,6 +12,7 @@ unfinished posting; nothing is ever charged or posted twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -66,6 +67,13 @@ class NonCashPayments:
         gateway = self.gateways.get(method)
         if gateway is None:
             return PaymentDone(payment_id, ok=False, problem="method_unavailable")
+        # An earlier payment of this account whose answer was lost may have been charged:
+        # charging again now would take the money twice. Ask about it first.
+        earlier = [await self._recover_one(pid) for pid in await self._unfinished_of(account_no)]
+        if any(r.result == "left" for r in earlier):
+            return PaymentDone(payment_id, ok=False, problem="payment_undecided")
+        if any(r.result == "posted" for r in earlier):
+            return PaymentDone(payment_id, ok=False, problem="payment_earlier_posted")
         await journal.open_payment(self.db, payment_id, account_no, user_id, method, amount_fen, self.kiosk_id)
         await journal.append(self.db, payment_id, "charge", "intent", amount_fen, channel=method)
         try:
@@ -78,6 +86,12 @@ class NonCashPayments:
             # Undecided: leave the intent open; recovery will ask the gateway later.
             log.warning("payment %s: %s", payment_id, exc)
             return PaymentDone(payment_id, ok=False, problem=exc.prompt_id)
+        except (PaymentError, OSError) as exc:
+            # The line to the bank failed (refused, reset) or the bank answered something
+            # that is not a decision: the charge may or may not have happened, so it is
+            # undecided like a timeout, never "nothing charged".
+            log.warning("payment %s: %s gateway failed: %s", payment_id, method, exc)
+            return PaymentDone(payment_id, ok=False, problem=GatewayTimeout.prompt_id)
         await journal.append(
             self.db, payment_id, "charge", "done", charge.amount_fen, gateway_ref=charge.gateway_ref, bank=charge.bank
         )
@@ -96,6 +110,16 @@ class NonCashPayments:
         await journal.append(self.db, payment_id, journal.CLOSE, "done", posting.amount_fen, result="posted")
         return PaymentDone(payment_id, ok=True, paid_fen=posting.amount_fen)
 
+    async def _unfinished_of(self, account_no: str) -> list[str]:
+        """Unfinished non-cash payments of one electricity account, oldest first."""
+        out = []
+        for method in self.gateways:
+            for payment_id in await journal.unfinished(self.db, method):
+                head = await journal.header(self.db, payment_id)
+                if head is not None and head.account_no == account_no:
+                    out.append(payment_id)
+        return out
+
     async def recover(self) -> list[RecoveryOutcome]:
         """Resolve every unfinished non-cash payment (run at start-up)."""
         results: list[RecoveryOutcome] = []
@@ -113,7 +137,8 @@ class NonCashPayments:
         if charged is None:
             if journal.has_intent(log_, "charge"):
                 try:
-                    status = await gateway.status(payment_id)
+                    # bounded: a bank that never answers must not hold up the kiosk's start
+                    status = await asyncio.wait_for(gateway.status(payment_id), self.timeout_s)
                 except (PaymentError, OSError, TimeoutError):
                     return RecoveryOutcome(payment_id, "left")
             else:

@@ -163,6 +163,8 @@ class Prompt(StrEnum):
     """That amount was not exact; please say one amount, e.g. 一百二十三块五."""
     AMOUNT_TOO_LARGE = "amount_too_large"
     """One payment at the kiosk can be at most {limit}; please say a smaller amount."""
+    PAY_LIMIT_PART = "pay_limit_part"
+    """One payment at the kiosk can be at most {limit}; this time {limit} is paid, the rest another time."""
     METHOD_CASH = "method_cash"
     """Label: cash."""
     METHOD_CARD = "method_card"
@@ -195,6 +197,11 @@ class Prompt(StrEnum):
     """The bank did not answer; nothing is charged until it confirms. Please ask staff."""
     PAYMENT_PENDING = "payment_pending"
     """Your payment went through; the bill update is delayed and will follow. Keep the receipt."""
+    PAYMENT_UNDECIDED = "payment_undecided"
+    """An earlier payment of this account still waits for the bank's answer; so that nothing is
+    charged twice, no new payment now. Please ask staff."""
+    PAYMENT_EARLIER_POSTED = "payment_earlier_posted"
+    """The bank has now confirmed the earlier payment and the bill is updated; nothing more was charged."""
     # --- cash ---------------------------------------------------------------------
     CASH_INSERT = "cash_insert"
     """Please insert notes or coins; {due} to pay. Change can be given."""

@@ -274,6 +274,9 @@ class Database:
 
     async def open(self) -> Database:
         """Open, check integrity, set pragmas and run pending migrations."""
+        if self.path.is_dir():
+            # SQLite says "unable to open database file", which reads like a disk problem
+            raise StorageError(f"{self.path}: is a folder, not a database file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = await aiosqlite.connect(self.path, isolation_level=None)

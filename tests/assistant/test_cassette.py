@@ -131,3 +131,30 @@ def test_cash_cli_levels_and_exchange(tmp_path: Path, monkeypatch: pytest.Monkey
     assert main(["cash", "levels", "--db", dbfile]) == 0
     assert "    1.00 x   80" in capsys.readouterr().out
     assert main(["cash", "exchange", "start", *common[:-4], "--hall", "H01", "--hall-pin", "9999"]) == 2
+
+
+async def test_counts_that_cannot_be_right_are_refused_before_anything_is_recorded(db: Database, tmp_path: Path) -> None:
+    """Bank staff type a hand count with a minus sign, or a note the kiosk has no such value of
+    (30 元): the exchange is refused naming the entry, and neither the books nor the lock change."""
+    sim = make_sim(tmp_path, notes={2000: 30, 5000: 10}, coins={100: 20})
+    try:
+        await add_staff(db)
+        async with Harness(db, sim) as h:
+            ex = CassetteExchange(db, h.service.units)
+            before = await books(db)
+            with pytest.raises(CassetteError, match="negative"):
+                await ex.start(Unit.CASHBOX, BANK, HALL, {10000: -3})
+            with pytest.raises(CassetteError, match="30.00"):
+                await ex.start(Unit.CASHBOX, BANK, HALL, {3000: 2})
+            with pytest.raises(CassetteError, match="0.50"):
+                await ex.start(Unit.NOTES, BANK, HALL, {50: 4})
+            assert await db.fetchone("SELECT 1 FROM cash_exchange") is None
+            assert await books(db) == before
+            await ex.start(Unit.CASHBOX, BANK, HALL, {10000: 3})
+            with pytest.raises(CassetteError, match="30.00"):
+                await ex.end(Unit.CASHBOX, BANK, HALL, {3000: 1})
+            assert (await ex.open_exchange(Unit.CASHBOX)) is not None  # still locked, nothing booked
+            done = await ex.end(Unit.CASHBOX, BANK, HALL, {})
+            assert done.state == "closed"
+    finally:
+        sim.stop()

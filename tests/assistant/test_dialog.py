@@ -616,3 +616,53 @@ async def test_result_screen_shows_a_credit_only_when_one_was_made(services, db,
     money = {k: fields[k].fen for k in ("inserted", "change", "credited") if k in fields}
     assert money == shown
     assert fields["paid"] == Amount(12345)
+
+
+async def test_card_charged_but_billing_down_prints_the_receipt_it_promises(services, card_customer, db) -> None:
+    """The bank took the money but billing did not answer: the customer is told to keep the
+    receipt, so one must be printed (with the amount taken), not the session simply ended."""
+    from assistant.errors import BillingError
+    from assistant.messages import LivenessResult
+    from assistant.noncash import NonCashPayments
+
+    class BillingDown(LedgerBilling):
+        async def post(self, *args, **kwargs):
+            raise BillingError("billing host unreachable")
+
+    services.noncash = NonCashPayments(db, BillingDown(db), services.noncash.gateways, "K001")
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_pending", "receipt_spoken", "receipt_printing"], state="result",
+                 do=[("printer", "print")]),
+        ],
+        services.spawner,
+    )
+    assert dialog.last_show.fields["paid"] == Amount(12345)
+
+
+async def test_arrears_above_the_kiosk_limit_are_not_taken_in_one_keypress(services, db) -> None:
+    """A shop owing 15 000 元 presses the big key: the kiosk takes at most [dialog] max_pay_fen
+    (10 000 元) in one payment, says so and asks before starting, instead of asking for it all."""
+    from tests.cashkit import seed_account
+
+    await seed_account(db, "3999999999", {"2024-04": 900_000, "2024-05": 600_000})
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.UNKNOWN), state="account_entry"),
+            *[Step(KeyPressed(Key(d))) for d in "3999999999"],
+            Step(KeyPressed(Key.ENTER)),
+            Step(KeyPressed(Key.CONFIRM), say=["greeting_named", "arrears"], state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["pay_limit_part", "confirm_method"], state="confirm_payment"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+        ],
+    )
+    note = [s for s in dialog.last_said if s.prompt_id == "cash_insert"][0]
+    assert note.slots["due"] == Amount(1_000_000)
+    assert [due for _, _, due in services.cash.begun] == [1_000_000]

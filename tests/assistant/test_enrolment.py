@@ -217,3 +217,25 @@ async def test_phone_number_can_be_spoken(kiosk) -> None:
              state="enrol_phone_confirm"),
     ])
     assert dialog.session.pending_digits == "13512345678"
+
+
+async def test_phone_of_another_customer_is_refused_and_nothing_merges(kiosk, db) -> None:
+    """Typing a phone number already registered (张建国's) must not fold the new person's face,
+    card and accounts into 张建国's record: the number is refused and asked for again."""
+    dialog, enrol, staff_uid = kiosk
+    before = await CustomerDirectory(db).by_phone("13800138000")
+    assert before is not None
+    await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
+        *keys("246810"), Step(KeyPressed(Key.ENTER)), Step(KeyPressed(Key.CONFIRM)),
+        *keys("13800138000"),
+        Step(KeyPressed(Key.ENTER), say=["enrol_phone_taken", "enrol_ask_phone"], state="enrol_phone"),
+        # the staff member's own login number is not free either
+        *keys("13000000001"),
+        Step(KeyPressed(Key.ENTER), say=["enrol_phone_taken", "enrol_ask_phone"], state="enrol_phone"),
+        *keys("13512345678"),
+        Step(KeyPressed(Key.ENTER), say=["enrol_phone_readback"], state="enrol_phone_confirm"),
+    ])
+    after = await CustomerDirectory(db).by_phone("13800138000")
+    assert after == before

@@ -170,3 +170,15 @@ def test_enrol_demo_customers(tmp_path, monkeypatch, capsys):
     assert "already enrolled" in capsys.readouterr().out
     assert cli_main(["--config", str(cfg), "face", "identify", str(provisioned("face-images") / "obama2.jpg")]) == 0
     assert f"outcome=identified customer_id={user_id}" in capsys.readouterr().out
+
+
+def test_face_commands_with_odd_numbers_end_in_one_line(cli_config, tmp_path, capsys):
+    """A retention longer than the calendar goes back, or a false-accept target that is not a
+    rate, ends with one clear line and a non-zero code (or nothing to delete), never a traceback."""
+    cfg = ["--config", str(cli_config), "face"]
+    assert cli_main([*cfg, "purge", "--days", "100000000000"]) == 0
+    assert "0 face template(s) older than 100000000000 days deleted" in capsys.readouterr().out
+    for far in ("-1", "1.5", "nan"):
+        assert cli_main([*cfg, "calibrate", str(tmp_path), "--target-far", far]) == 1, far
+        err = capsys.readouterr().err
+        assert "--target-far" in err and "between 0 and 1" in err and len(err.strip().splitlines()) == 1

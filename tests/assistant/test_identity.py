@@ -284,3 +284,25 @@ async def test_open_face_service_needs_a_threshold_for_the_model(db, engine, tmp
     ident = await open_face_service(Config.load(cfg_file), db, recognizer=engine)
     assert ident.threshold == 0.55 and len(ident.gallery) == 0
     assert (tmp_path / "secrets" / "face.key").is_file()
+
+
+async def test_a_running_kiosk_stops_recognising_faces_past_retention(db, engine, photos):
+    """[face] retention_days is kept by the kiosk itself: a template older than it is deleted
+    (and no longer recognised) without anyone running `face purge`."""
+    section = FaceSection(thresholds={"face": 0.55}, retention_days=30)
+    gallery = Gallery(db, EmbeddingCipher(KEY), "face")
+    await gallery.load()
+    ident = FaceIdentifier(engine, gallery, section)
+    old, new = await add_user(db, "13800138000"), await add_user(db, "13900139000")
+    await gallery.enrol(old, [embed(engine, photos / "obama.jpg")])
+    await gallery.enrol(new, [embed(engine, photos / "biden.jpg")])
+    assert (await ident.look(photo(photos / "obama2.jpg"))).customer_id == old
+    # obama's template was enrolled 31 days ago; a day has passed since the last check
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE face_embedding SET created_at = ? WHERE user_id = ?",
+                         ((dt.datetime.now(dt.UTC) - dt.timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%S.000Z"), old))
+    ident.retention_checked_at -= 86_400
+    d = await ident.look(photo(photos / "obama2.jpg"))
+    assert d.outcome is FaceOutcome.UNKNOWN and d.customer_id is None
+    assert [r[0] for r in await db.fetchall("SELECT user_id FROM face_embedding")] == [new]
+    assert (await ident.look(photo(photos / "biden.jpg"))).customer_id == new

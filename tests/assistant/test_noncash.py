@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from assistant import journal
 from assistant.billing import LedgerBilling
-from assistant.noncash import NonCashPayments
+from assistant.noncash import NonCashPayments, RecoveryOutcome
 from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
 from assistant.seed import seed
 
@@ -90,3 +92,61 @@ async def test_ewallet_payment(world) -> None:
     assert done.ok
     settled = await wallet.status("P106")
     assert settled is not None and settled.amount_fen == 8650
+
+
+class Unreachable(SandboxGateway):
+    """The bank's line is down: every call fails at once (connection refused)."""
+
+    async def charge(self, reference, payer, amount_fen):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async def status(self, reference):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+class LostAnswers(SandboxGateway):
+    """The bank charges, but its answers (to the charge and the first status queries) are lost."""
+
+    lost_status = 0
+
+    async def status(self, reference):
+        if self.lost_status > 0:
+            self.lost_status -= 1
+            await asyncio.sleep(self.config.timeout_s * 2)
+        return await super().status(reference)
+
+
+async def test_gateway_that_fails_outright_leaves_the_payment_undecided(world, db) -> None:
+    """A refused connection is not a decline (maybe the charge went through): the customer
+    is told the bank did not answer, and the payment waits for the bank, nothing posted."""
+    svc, billing, _, _, token = world
+    svc.gateways["card"] = Unreachable(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
+    done = await svc.pay("P110", ACCOUNT, None, "card", token.token, 12345)
+    assert (done.ok, done.problem) == (False, "payment_timeout")
+    assert await journal.unfinished(db, "card") == ["P110"]
+    assert (await billing.account(ACCOUNT)).arrears_fen == 12345
+    assert await svc.recover() == [RecoveryOutcome("P110", "left")]
+
+
+async def test_second_payment_while_the_first_is_undecided_charges_once(world, db) -> None:
+    """The first card payment's answers are lost (the bank did charge); the customer tries
+    again at once. The kiosk must ask the bank about the first one before charging again."""
+    svc, billing, card, _, token = world
+    lost = LostAnswers(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
+    svc.gateways["card"] = lost
+    lost.hang_next, lost.lost_status = 1, 1
+    first = await svc.pay("P111", ACCOUNT, None, "card", token.token, 12345)
+    assert (first.ok, first.problem) == (False, "payment_timeout")
+    # still undecided when the customer tries again: no second charge
+    lost.lost_status = 1
+    again = await svc.pay("P112", ACCOUNT, None, "card", token.token, 12345)
+    assert (again.ok, again.problem) == (False, "payment_undecided")
+    assert await journal.header(db, "P112") is None
+    # the bank answers now: the first payment is posted and the second charges nothing
+    third = await svc.pay("P113", ACCOUNT, None, "card", token.token, 12345)
+    assert (third.ok, third.problem) == (False, "payment_earlier_posted")
+    charges = await db.fetchall("SELECT reference FROM sandbox_charge")
+    assert [r[0] for r in charges] == ["P111"]
+    assert (await billing.account(ACCOUNT)).arrears_fen == 0
+    assert (await db.fetchone("SELECT sum(amount_fen) FROM billing_posting"))[0] == 12345
+    assert await journal.unfinished(db) == []

@@ -1,0 +1,49 @@
+"""``main.py`` with odd arguments: each ends with one clear line and a non-zero code, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import main
+
+
+def test_config_file_that_is_not_utf8_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "kiosk.toml"
+    bad.write_bytes(b"[kiosk]\nid = \"K\xff01\"\n")
+    assert main(["--config", str(bad), "db", "check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"main.py db: {bad}: not UTF-8 text (invalid start byte at byte 15)"
+
+
+def test_database_path_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "kiosk.db"
+    folder.mkdir()
+    assert main(["reconcile", "--date", "2025-01-01", "--db", str(folder)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"main.py reconcile: {folder}: is a folder, not a database file"
+    assert list(folder.iterdir()) == []  # nothing made inside it
+
+
+def test_vocabulary_file_that_is_not_utf8_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    words = tmp_path / "words.txt"
+    words.write_bytes(b"\xff\xfe<eps> 0\n")
+    assert main(["locales", "check", "--words", str(words)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"main.py locales: {words}: not UTF-8 text (invalid start byte at byte 0)"
+
+
+def test_an_unforeseen_failure_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a command trips over, the operator sees one line naming it and a non-zero code."""
+    import assistant.storage_cli as storage_cli
+
+    def broken(args, config):
+        raise ValueError("a value nobody expected")
+
+    monkeypatch.setattr(storage_cli, "run", broken)
+    assert main(["db", "check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("main.py db: unexpected ValueError: a value nobody expected "
+                   "(run again with -v for the details)")
