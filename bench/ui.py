@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -114,15 +115,20 @@ def cold_start(cmd: list[str], env: dict[str, str], ready: Path) -> float:
     """Seconds from spawning ``cmd`` to its ready file appearing."""
     ready.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not ready.exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited with {proc.returncode} before drawing")
-            time.sleep(0.005)
-        return time.perf_counter() - t0
-    finally:
-        proc.wait(30)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while not ready.exists():
+                if proc.poll() is not None:
+                    err.seek(0)
+                    tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
+                    raise RuntimeError(
+                        f"{' '.join(cmd)} exited with {proc.returncode} before drawing:\n" + "\n".join(tail)
+                    )
+                time.sleep(0.005)
+            return time.perf_counter() - t0
+        finally:
+            proc.wait(30)
 
 
 def blank_child(ready: Path) -> None:
@@ -162,6 +168,13 @@ def main() -> int:
     if args.blank_child:
         blank_child(args.blank_child)
         return 0
+    if importlib.util.find_spec("kivy") is None:
+        print(
+            f"bench/ui.py: Kivy is not installed for {sys.executable}; "
+            "run it with the project's .venv/bin/python (make setup makes it)",
+            file=sys.stderr,
+        )
+        return 2
     if not display_available():
         print("bench/ui.py: no display; run under xvfb-run", file=sys.stderr)
         return 2
