@@ -579,6 +579,50 @@ def float_rows(plan: HallPlan) -> list[dict[str, str]]:
     return rows
 
 
+def read_float_csv(path, kiosk_id: str) -> dict[tuple[str, int], int]:
+    """The float standard for ``kiosk_id`` from a ``cash plan`` float CSV.
+
+    Returns ``{(unit, value_fen): count}``. Raises :class:`BackofficeError` naming the file
+    and line of a malformed row, or saying that the file holds no lines for the kiosk.
+    """
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BackofficeError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise BackofficeError(f"{path}: not a float CSV ({exc.__class__.__name__})") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    need = ("kiosk_id", "unit", "denomination", "load")
+    if not rows or any(c not in rows[0] for c in need):
+        raise BackofficeError(f"{path}:1: expected a header with {', '.join(need)} (the float CSV of cash plan)")
+    index = {c: rows[0].index(c) for c in need}
+    values = {(unit, v) for unit, v in KEYS}
+    out: dict[tuple[str, int], int] = {}
+    for n, row in enumerate(rows[1:], 2):
+        if not row or len(row) < len(rows[0]) or row[index["kiosk_id"]].strip() != kiosk_id:
+            if row and len(row) < len(rows[0]):
+                raise BackofficeError(f"{path}:{n}: {len(row)} fields, the header has {len(rows[0])}")
+            continue
+        unit, denom, load = (row[index[c]].strip() for c in ("unit", "denomination", "load"))
+        try:
+            fen = Fraction(denom) * 100
+        except (ValueError, ZeroDivisionError):
+            raise BackofficeError(f"{path}:{n}: denomination {denom!r} is not a number of yuan") from None
+        if fen.denominator != 1 or (unit, int(fen)) not in values:
+            raise BackofficeError(f"{path}:{n}: {unit} {denom} is not a denomination the kiosk's units hold")
+        if not load.isdigit():
+            raise BackofficeError(f"{path}:{n}: load {load!r} is not a whole count of pieces")
+        key = (unit, int(fen))
+        if key in out:
+            raise BackofficeError(f"{path}:{n}: {unit} {denom} appears twice for {kiosk_id}")
+        out[key] = int(load)
+    if not out:
+        raise BackofficeError(f"{path}: no float lines for kiosk {kiosk_id}")
+    return out
+
+
 def to_csv(rows: Sequence[Mapping[str, str]]) -> str:
     """Rows as CSV text."""
     if not rows:

@@ -34,6 +34,7 @@ from assistant.backoffice import (
     parse_day,
     reports_dir,
     tz,
+    yuan,
 )
 from assistant.cash_history import Transaction, generate, read_csv, read_database, write_csv
 from assistant.config import Config
@@ -174,6 +175,9 @@ def register_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load", metavar="DB", help="also write the history into this fresh database (one kiosk)")
     p.add_argument("--cycle-days", type=_positive, default=2,
                    help="with --load: days between collections (default 2)")
+    p.add_argument("--float", dest="float_csv", metavar="CSV",
+                   help="with --load: the float loaded at each collection, from a cash plan float CSV "
+                        "(default: the simulator's [cash] sim_notes and sim_coins)")
     p.set_defaults(func=run_simulate)
 
 
@@ -207,12 +211,15 @@ def _simulate(args: argparse.Namespace, config: Config) -> int:
         db_path = Path(args.load)
         if db_path.exists():
             raise BackofficeError(f"--load: {db_path} exists; load into a new database file")
+    elif args.float_csv:
+        raise BackofficeError("--float is the float loaded into the database: give --load DB too")
+    floats, float_from = _load_float(args, config, kiosks[0])
     out = OutputSet()
     out.add(path, write_csv(history, zone))
     report = None
     if args.load:
         try:
-            report = asyncio.run(_load(Path(args.load), history, config, args.cycle_days))
+            report = asyncio.run(_load(Path(args.load), history, config, args.cycle_days, floats))
         except BaseException:
             # nothing partial: a half-loaded database is removed (and the CSV is not written)
             for suffix in ("", "-wal", "-shm"):
@@ -223,20 +230,37 @@ def _simulate(args: argparse.Namespace, config: Config) -> int:
     print(f"{len(history)} payments ({cash} cash) over {args.days} days from {start} for "
           f"{', '.join(kiosks)}: {path}")
     if report is not None:
+        value = sum(v * n for (_, v), n in floats.items())
         print(f"loaded into {args.load}: {report.payments} payments, {report.collections} collections every "
-              f"{args.cycle_days} day(s), {report.shortfalls} cash payments short of change")
+              f"{args.cycle_days} day(s), float {yuan(value)} yuan ({float_from}) loaded at each collection; "
+              f"{report.shortfalls} of {cash} cash payments short of change")
+        if not args.float_csv and report.shortfalls:
+            print("  (the simulator's float is small; `cash plan` recommends one, and `--float` with its "
+                  "float CSV replays the history with it)")
     return 0
 
 
-async def _load(path: Path, history: list[Transaction], config: Config, cycle_days: int):
-    from assistant.cash_ledger import load_history
-    from assistant.cash_model import COINS, KEYS, NOTES, Capacities
+def _load_float(args: argparse.Namespace, config: Config, kiosk_id: str) -> tuple[dict[tuple[str, int], int], str]:
+    """The float loaded at each collection, and where it comes from."""
+    from assistant.cash_model import COINS, KEYS, NOTES
+    from assistant.cash_plan import read_float_csv
 
-    section = backoffice_section(config)
+    if args.float_csv:
+        floats = read_float_csv(args.float_csv, kiosk_id)
+        return {k: floats.get(k, 0) for k in KEYS}, args.float_csv
     cash_cfg = config.section("cash", CashConfig)
     floats = {(NOTES, v): n for v, n in cash_cfg.float_of(Unit.NOTES).items()}
     floats.update({(COINS, v): n for v, n in cash_cfg.float_of(Unit.COINS).items()})
-    floats = {k: floats.get(k, 0) for k in KEYS}
+    return {k: floats.get(k, 0) for k in KEYS}, "[cash] sim_notes and sim_coins"
+
+
+async def _load(path: Path, history: list[Transaction], config: Config, cycle_days: int,
+                floats: dict[tuple[str, int], int]):
+    from assistant.cash_ledger import load_history
+    from assistant.cash_model import Capacities
+
+    section = backoffice_section(config)
+    cash_cfg = config.section("cash", CashConfig)
     caps = Capacities(section.store_capacity(), section.cashbox_capacity, section.hopper_capacity())
     async with Database(path) as db:
         return await load_history(db, history, zone=tz(section), float_counts=floats, capacities=caps,

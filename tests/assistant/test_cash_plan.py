@@ -187,3 +187,36 @@ def test_plan_from_the_kiosk_database_is_recorded_for_the_alerts(tmp_path: Path,
     assert main(["cash", "simulate-history", "--days", "2", "--out", str(tmp_path / "h2.csv"),
                  "--load", str(db)]) == 2
     assert not (tmp_path / "h2.csv").exists()
+
+
+def _shortfalls(printed: str) -> tuple[int, str]:
+    line = next(x for x in printed.splitlines() if x.startswith("loaded into"))
+    short = int(line.split("; ")[-1].split(" of ")[0])
+    return short, line
+
+
+def test_a_history_replayed_with_the_planned_float_runs_short_of_change_less(tmp_path: Path, config, capsys) -> None:
+    csv_path = tmp_path / "h.csv"
+    args = ["cash", "simulate-history", "--days", "10", "--start", "2025-03-03", "--per-day", "60"]
+    assert main([*args, "--out", str(csv_path), "--load", str(tmp_path / "sim.db")]) == 0
+    small, line = _shortfalls(capsys.readouterr().out)
+    assert "[cash] sim_notes and sim_coins" in line
+    assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "60", "--workers", "1",
+                 "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    (float_csv,) = (tmp_path / "r").glob("*float.csv")
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "h2.csv"), "--load", str(tmp_path / "planned.db"),
+                 "--float", str(float_csv)]) == 0
+    planned, line = _shortfalls(capsys.readouterr().out)
+    assert str(float_csv) in line
+    assert small > 0 and planned < small / 4
+
+
+def test_a_bad_float_csv_names_the_line_and_loads_nothing(tmp_path: Path, config, capsys) -> None:
+    bad = tmp_path / "float.csv"
+    bad.write_text("kiosk_id,unit,denomination,load\nK001,notes,20,40\nK001,notes,30,5\n")
+    db = tmp_path / "sim.db"
+    assert main(["cash", "simulate-history", "--days", "2", "--start", "2025-03-03", "--out",
+                 str(tmp_path / "h.csv"), "--load", str(db), "--float", str(bad)]) == 2
+    assert f"{bad}:3: notes 30 is not a denomination" in capsys.readouterr().err
+    assert not db.exists() and not (tmp_path / "h.csv").exists()
