@@ -179,13 +179,14 @@ def face_section(config: Config) -> FaceSection:
 # ----------------------------------------------------------------------------- keys
 
 
-def load_face_key(config: Config, section: FaceSection) -> bytes:
+def load_face_key(config: Config, section: FaceSection, create: bool = True) -> bytes:
     """The 32-byte key that encrypts face data.
 
     ``file`` (default): read from ``key_file``, created with mode 0600 on first use.
     ``config``: base64 in ``[face] key``. ``keyring``: from the OS keyring, created
     there on first use. Losing the key makes the stored face data unreadable, which
-    is also how all of it can be destroyed at once.
+    is also how all of it can be destroyed at once. With ``create`` false (face data is
+    already stored) a missing key is an error rather than a new key.
 
     Raises:
         FaceError: the key is malformed or the source is unknown.
@@ -199,6 +200,8 @@ def load_face_key(config: Config, section: FaceSection) -> bytes:
         if not path.is_absolute():
             path = config.data_dir / path
         if not path.exists():
+            if not create:
+                raise FaceError(_missing_key(str(path)))
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             key = secrets.token_bytes(32)
             # O_EXCL: never overwrite a key another process created meanwhile.
@@ -217,6 +220,8 @@ def load_face_key(config: Config, section: FaceSection) -> bytes:
             raise MissingPackageError("keyring", "keyring") from None
         stored = keyring.get_password(section.keyring_service, section.keyring_user)
         if stored is None:
+            if not create:
+                raise FaceError(_missing_key(f"keyring {section.keyring_service}/{section.keyring_user}"))
             key = secrets.token_bytes(32)
             keyring.set_password(
                 section.keyring_service, section.keyring_user, base64.urlsafe_b64encode(key).decode()
@@ -224,6 +229,14 @@ def load_face_key(config: Config, section: FaceSection) -> bytes:
             return key
         return _decode_key(stored, f"keyring {section.keyring_service}/{section.keyring_user}")
     raise FaceError(f"[face] key_source must be file, config or keyring, got {source!r}")
+
+
+def _missing_key(where: str) -> str:
+    return (
+        f"{where}: the face-data key is missing, but face templates encrypted with it are stored; "
+        "restore the key from the kiosk's backup (a new key would make them unreadable). "
+        "Face recognition is off until then; customers use their account number"
+    )
 
 
 def _decode_key(text: str, where: str) -> bytes:
@@ -774,7 +787,9 @@ async def open_face_service(config: Config, db: Database, recognizer: FaceRecogn
     if recognizer is None:
         recognizer = create_face_engine(config, section)
     section.threshold_for(recognizer.model_id)  # fail early, before touching data
-    gallery = open_gallery(config, db, section, recognizer.model_id, recognizer.dim)
+    stored = await db.fetchone("SELECT COUNT(*) AS n FROM face_embedding")
+    gallery = open_gallery(config, db, section, recognizer.model_id, recognizer.dim,
+                           create_key=not (stored and stored["n"]))
     await gallery.load()
     return FaceIdentifier(recognizer, gallery, section)
 
@@ -789,9 +804,14 @@ def create_face_engine(config: Config, section: FaceSection | None = None) -> Fa
     return create_recognizer(section.backend, folder, section.model, section.det_size, section.det_threshold)
 
 
-def open_gallery(config: Config, db: Database, section: FaceSection, model_id: str, dim: int = 512) -> Gallery:
-    """A gallery (not yet loaded) with the configured key, photo folder and index."""
-    cipher = EmbeddingCipher(load_face_key(config, section))
+def open_gallery(
+    config: Config, db: Database, section: FaceSection, model_id: str, dim: int = 512, create_key: bool = True
+) -> Gallery:
+    """A gallery (not yet loaded) with the configured key, photo folder and index.
+
+    ``create_key`` false: a missing key is an error (face data is already stored).
+    """
+    cipher = EmbeddingCipher(load_face_key(config, section, create_key))
     images = config.data_dir / section.images_dir if section.store_images else None
     threshold = section.threshold_for(model_id)
     index = EmbeddingIndex(

@@ -286,6 +286,25 @@ async def test_open_face_service_needs_a_threshold_for_the_model(db, engine, tmp
     assert (tmp_path / "secrets" / "face.key").is_file()
 
 
+async def test_a_lost_key_file_is_not_replaced_while_faces_are_stored(db, engine, photos, tmp_path):
+    cfg_file = tmp_path / "kiosk.toml"
+    cfg_file.write_text(f'[kiosk]\ndata_dir = "{tmp_path}"\n[face]\nthresholds = {{ face = 0.55 }}\n')
+    config = Config.load(cfg_file)
+    ident = await open_face_service(config, db, recognizer=engine)
+    obama = await add_user(db, "13800138000")
+    await ident.gallery.enrol(obama, [embed(engine, photos / "obama.jpg")])
+    key_file = tmp_path / "secrets" / "face.key"
+    saved = key_file.read_bytes()
+    key_file.unlink()  # lost (a disk swapped, a folder cleaned)
+    with pytest.raises(FaceError, match="face-data key is missing.*restore the key"):
+        await open_face_service(config, db, recognizer=engine)
+    assert not key_file.exists()  # no new key that would orphan the stored faces
+    key_file.write_bytes(saved)  # restored from the backup: the customer is known again
+    ident = await open_face_service(config, db, recognizer=engine)
+    d = await ident.look(photo(photos / "obama2.jpg"))
+    assert d.outcome is FaceOutcome.IDENTIFIED and d.customer_id == obama
+
+
 async def test_a_running_kiosk_stops_recognising_faces_past_retention(db, engine, photos):
     """[face] retention_days is kept by the kiosk itself: a template older than it is deleted
     (and no longer recognised) without anyone running `face purge`."""
