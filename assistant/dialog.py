@@ -1093,6 +1093,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._say(Prompt.CASH_UNAVAILABLE)
                 self._choose_method()
                 return
+            noncash = self.services.noncash
+            earlier = await noncash.earlier_problem(s.account.account_no) if noncash is not None else None
+            if earlier is not None:
+                # A card or e-wallet payment of this account is undecided or was just
+                # confirmed: taking cash now could pay the bill twice.
+                self._say(earlier)
+                self._end_session()
+                return
             try:
                 await cash.begin(
                     s.payment_id, s.account.account_no, amount_fen, s.customer.user_id if s.customer else None

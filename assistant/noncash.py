@@ -67,13 +67,9 @@ class NonCashPayments:
         gateway = self.gateways.get(method)
         if gateway is None:
             return PaymentDone(payment_id, ok=False, problem="method_unavailable")
-        # An earlier payment of this account whose answer was lost may have been charged:
-        # charging again now would take the money twice. Ask about it first.
-        earlier = [await self._recover_one(pid) for pid in await self._unfinished_of(account_no)]
-        if any(r.result == "left" for r in earlier):
-            return PaymentDone(payment_id, ok=False, problem="payment_undecided")
-        if any(r.result == "posted" for r in earlier):
-            return PaymentDone(payment_id, ok=False, problem="payment_earlier_posted")
+        problem = await self.earlier_problem(account_no)
+        if problem is not None:
+            return PaymentDone(payment_id, ok=False, problem=problem)
         await journal.open_payment(self.db, payment_id, account_no, user_id, method, amount_fen, self.kiosk_id)
         await journal.append(self.db, payment_id, "charge", "intent", amount_fen, channel=method)
         try:
@@ -96,6 +92,22 @@ class NonCashPayments:
             self.db, payment_id, "charge", "done", charge.amount_fen, gateway_ref=charge.gateway_ref, bank=charge.bank
         )
         return await self._post(payment_id, account_no, method, amount_fen)
+
+    async def earlier_problem(self, account_no: str) -> str | None:
+        """Why no new payment of ``account_no`` may start now, or None.
+
+        An earlier card or e-wallet payment of this account whose answer was lost may have
+        been charged: taking the money again now (by any method, cash included) would take
+        it twice. The gateway is asked first (bounded by the payment timeout): a charge it
+        confirms is posted (``payment_earlier_posted``); one it still cannot decide blocks
+        the new payment (``payment_undecided``).
+        """
+        earlier = [await self._recover_one(pid) for pid in await self._unfinished_of(account_no)]
+        if any(r.result == "left" for r in earlier):
+            return "payment_undecided"
+        if any(r.result == "posted" for r in earlier):
+            return "payment_earlier_posted"
+        return None
 
     async def _post(self, payment_id: str, account_no: str, method: str, amount_fen: int) -> PaymentDone:
         await journal.append(self.db, payment_id, "post", "intent", amount_fen)

@@ -403,6 +403,47 @@ async def test_card_needs_face_not_just_account_number(services, card_customer) 
     )
 
 
+async def test_cash_waits_for_an_undecided_card_payment_of_the_same_account(services, db) -> None:
+    """A card payment whose answer was lost may have been charged: paying the same bill in
+    cash now could pay it twice. The kiosk asks the bank first; no cash is taken while
+    the bank cannot say, and when the bank confirms the card charge the bill is paid."""
+    from assistant import journal
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
+
+    class LineDown(SandboxGateway):
+        """The sandbox bank, its line down for status queries while ``down`` is set."""
+
+        down = True
+
+        async def status(self, reference):
+            if self.down:
+                raise ConnectionRefusedError(111, "Connection refused")
+            return await super().status(reference)
+
+    bank = LineDown(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
+    await bank.ensure_schema()
+    token = await SandboxTokenizer(db).tokenize("6222021234567897", "工商银行")
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=0.2)
+    uid = await user_id_for(db, "13800138000")
+    # the bank charged, the answer was lost: the journal holds only the intent
+    await journal.open_payment(db, "P900", "3100012345", uid, "card", 12345, "K001")
+    await journal.append(db, "P900", "charge", "intent", 12345, channel="card")
+    await bank.charge("P900", token.token, 12345)
+    script = [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+              Step(KeyPressed(Key.CONFIRM), not_say=["cash_insert"])]
+    dialog = Dialog(services)
+    t = await run_dialog(dialog, script)
+    assert t.said(-1)[0] == "payment_undecided" and dialog.state != "cash"
+    assert (await services.billing.account("3100012345")).arrears_fen == 12345
+    bank.down = False  # the bank answers again
+    dialog = Dialog(services)
+    t = await run_dialog(dialog, script)
+    assert t.said(-1)[0] == "payment_earlier_posted" and dialog.state != "cash"
+    assert (await services.billing.account("3100012345")).arrears_fen == 0
+    assert await journal.unfinished(db, "card") == []
+
+
 async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
     from assistant.messages import SetTextSize
 
