@@ -19,6 +19,7 @@ Rules it keeps for elderly customers:
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -1178,7 +1179,9 @@ class Dialog(EnrolmentSteps, StaffSteps):
         payment_id, account_no = s.payment_id, s.account.account_no
         user_id = s.customer.user_id
         if spawn is not None:
-            spawn(noncash.pay(payment_id, account_no, user_id, method, str(payer), amount_fen))
+            # Whatever goes wrong below the gateway, the charge may have happened: undecided.
+            spawn(_never_stuck(noncash.pay(payment_id, account_no, user_id, method, str(payer), amount_fen),
+                               PaymentDone(payment_id, ok=False, problem=Prompt.PAYMENT_TIMEOUT)))
 
     async def _on_liveness(self, event: LivenessResult) -> None:
         s = self.session
@@ -1330,7 +1333,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 credited_fen=int(result.credited_fen),
             )
 
-        spawn(waiter())
+        # An unforeseen failure while waiting: the money inserted is in the journal; staff come.
+        spawn(_never_stuck(waiter(), PaymentDone(payment_id, ok=False, problem=Prompt.CASH_FAULT)))
 
     async def _on_payment_done(self, event: PaymentDone) -> None:
         s = self.session
@@ -1361,6 +1365,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 s.method = "cash"
                 self._choose_method()
                 return
+            if event.problem == Prompt.CASH_FAULT:
+                self._out.append(DeviceAction("staff", "call", frozen_map(fault="payment", payment=event.payment_id)))
             # Cancelled or failed: whatever was inserted has been given back, or credited.
             self._say(event.problem or Prompt.CANCELLED, inserted=Amount(event.inserted_fen or s.inserted_fen),
                       phone=Digits(self.services.hall_phone), account=account)
@@ -1575,3 +1581,15 @@ def new_payment_id() -> str:
 def replace_config(config: DialogConfig, **changes: Any) -> DialogConfig:
     """A copy of ``config`` with some fields changed (tests lengthen or shorten timeouts)."""
     return dataclasses.replace(config, **changes)
+
+
+async def _never_stuck(wait: Awaitable[Event | None], fallback: Event) -> Event | None:
+    """Run a background wait; an unexpected failure becomes ``fallback`` (logged), so the
+    customer is never left on a "please wait" screen by an error nobody foresaw."""
+    try:
+        return await wait
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background wait failed; reporting %s", fallback)
+        return fallback

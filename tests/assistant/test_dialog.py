@@ -372,6 +372,62 @@ async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> No
     assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
 
 
+async def test_an_unforeseen_failure_while_settling_cash_calls_staff(services, db) -> None:
+    """The cash payment's result cannot be had (here the database fails): the customer hears
+    that the money inserted is on record and staff are coming; the screen does not hang."""
+    import sqlite3
+
+    class BrokenWait(FakeCash):
+        async def wait_finished(self, payment_id, timeout):
+            raise sqlite3.OperationalError("database disk image is malformed")
+
+    services.cash = BrokenWait()
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=20000, inserted_fen=20000)),
+            Step(CashEvent(CashEventKind.PAID_IN_FULL, inserted_fen=20000), state="settling"),
+            Step(SPAWNED, do=[("staff", "call")], not_say=["payment_success"]),
+        ],
+        services.spawner,
+    )
+    fault = t.says(-1)[0]
+    assert fault.prompt_id == "cash_fault" and fault.slots["inserted"] == Amount(20000)
+    assert dialog.state != "settling"
+
+
+async def test_an_unforeseen_failure_while_paying_never_leaves_the_customer_waiting(services, card_customer) -> None:
+    """Something nobody foresaw breaks inside the card payment (here the database): the
+    customer is told the bank's answer is not known, not left on "paying, please wait"."""
+    import sqlite3
+
+    from assistant.messages import LivenessResult
+    from assistant.noncash import NonCashPayments
+
+    class Broken(NonCashPayments):
+        async def pay(self, *args, **kwargs):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    old = services.noncash
+    services.noncash = Broken(old.db, old.billing, old.gateways, "K001")
+    dialog = Dialog(services)
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=card_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="liveness"),
+            Step(LivenessResult(passed=True), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, not_say=["payment_success"]),
+        ],
+        services.spawner,
+    )
+    assert t.said(-1)[0] == "payment_timeout" and dialog.state != "paying"
+
+
 async def test_quick_pay_with_a_photo_fails_liveness_and_offers_cash(services, card_customer) -> None:
     from assistant.messages import LivenessResult
 
