@@ -7,7 +7,9 @@ arguments and sets ``func(args, config) -> int``. Planning tools (``plan``,
 With ``[cash] simulate = true`` the commands start the simulator (its state file keeps
 the cassette counts between runs) and also perform the bank staff's physical part of
 an exchange on it (taking the cassette out, loading the declared counts), so the whole
-procedure can be rehearsed without hardware.
+procedure can be rehearsed without hardware. While the kiosk runs its own simulator on
+the same state file, no second one is started (it would take over the kiosk's port link
+and control socket): ``levels`` reads the running one, ``exchange`` is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from assistant.config import Config
 from assistant.errors import CassetteError
 from assistant.staff import StaffLocked, StaffVerificationFailed
 from assistant.storage import Database
-from devices.cash import CashConfig, CashUnits, Unit, create_cash_units
+from devices.cash import CashConfig, CashUnits, Unit, create_cash_units, resolve
 
 Registrar = Callable[[argparse.ArgumentParser], None]
 
@@ -61,6 +63,15 @@ def _db_path(args: argparse.Namespace, config: Config) -> Path:
     return config.resolve(config.section("storage", _StorageSection).path)
 
 
+def _running_simulator(cfg: CashConfig, root: Path) -> tuple[int | None, Path, Path | None]:
+    """(process id of the simulator running on this kiosk's state or None, state file, control socket)."""
+    from devices.cash_sim import running_simulator
+
+    state = resolve(root, cfg.sim_state)
+    control = resolve(root, cfg.sim_control) if cfg.sim_control else None
+    return (running_simulator(state) if cfg.simulate else None), state, control
+
+
 async def _with_units(args: argparse.Namespace, config: Config,
                       work: Callable[[Database, CashUnits], Awaitable[int]]) -> int:
     cfg = config.section("cash", CashConfig)
@@ -83,33 +94,62 @@ def _register_levels(p: argparse.ArgumentParser) -> None:
 
 
 async def _levels(args: argparse.Namespace, config: Config) -> int:
+    cfg = config.section("cash", CashConfig)
+    pid, state, control = _running_simulator(cfg, config.data_dir)
+    if pid is not None:
+        # the kiosk runs: a simulator of our own would take its port link and control socket
+        from devices.cash_sim import read_levels
+
+        levels, where = read_levels(state, control)
+        print(f"the kiosk's cash simulator is running (process {pid or 'unknown'}): "
+              f"read through {where}, nothing restarted")
+        async with Database(_db_path(args, config)) as db:
+            books = await _books(db)
+        return _print_levels(books, [(Unit.NOTES, str(Unit.NOTES), levels["notes"]),
+                                     (Unit.COINS, str(Unit.COINS), levels["coins"])])
+
     async def work(db: Database, units: CashUnits) -> int:
-        books: dict[str, dict[int, int]] = {}
-        for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
-            books.setdefault(r[0], {})[int(r[1])] = int(r[2])
-        differ = 0
+        found = []
         for dev in (units.notes, units.coins):
             info = dev.info if hasattr(dev, "info") else None
-            print(f"{dev.unit}" + (f" ({info.model}, firmware {info.firmware})" if info else ""))
-            levels = await dev.levels()
-            total = 0
-            for value in sorted(levels, reverse=True):
-                n = levels[value]
-                b = books.get(str(dev.unit), {}).get(value)
-                mark = "" if b is None or b == n else f"   books {b}  DIFFERENCE {n - b:+d}"
-                differ += bool(mark)
-                total += value * n
-                print(f"  {_fen(value):>8} x {n:4d}{mark}")
-            print(f"  total {_fen(total)}")
-        cashbox = books.get(str(Unit.CASHBOX), {})
-        if any(cashbox.values()):
-            print("cashbox (books)")
-            for value in sorted(cashbox, reverse=True):
-                if cashbox[value]:
-                    print(f"  {_fen(value):>8} x {cashbox[value]:4d}")
-        return 3 if differ else 0
+            title = f"{dev.unit}" + (f" ({info.model}, firmware {info.firmware})" if info else "")
+            found.append((dev.unit, title, await dev.levels()))
+        return _print_levels(await _books(db), found)
 
     return await _with_units(args, config, work)
+
+
+async def _books(db: Database) -> dict[str, dict[int, int]]:
+    """What the books say each unit holds: unit -> fen -> count."""
+    books: dict[str, dict[int, int]] = {}
+    for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
+        books.setdefault(r[0], {})[int(r[1])] = int(r[2])
+    return books
+
+
+def _print_levels(books: Mapping[str, Mapping[int, int]],
+                  units: list[tuple[Unit, str, Mapping[int, int]]]) -> int:
+    """Each unit's counts (unit, heading, fen -> count) next to the books, then the cashbox's
+    books; 3 if they differ, else 0."""
+    differ = 0
+    for unit, title, levels in units:
+        print(title)
+        total = 0
+        for value in sorted(levels, reverse=True):
+            n = levels[value]
+            b = books.get(str(unit), {}).get(value)
+            mark = "" if b is None or b == n else f"   books {b}  DIFFERENCE {n - b:+d}"
+            differ += bool(mark)
+            total += value * n
+            print(f"  {_fen(value):>8} x {n:4d}{mark}")
+        print(f"  total {_fen(total)}")
+    cashbox = books.get(str(Unit.CASHBOX), {})
+    if any(cashbox.values()):
+        print("cashbox (books)")
+        for value in sorted(cashbox, reverse=True):
+            if cashbox[value]:
+                print(f"  {_fen(value):>8} x {cashbox[value]:4d}")
+    return 3 if differ else 0
 
 
 # ----------------------------------------------------------------------------- exchange
@@ -165,6 +205,13 @@ def _print_report(r: ExchangeReport) -> int:
 
 
 async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
+    pid, state, _ = _running_simulator(config.section("cash", CashConfig), config.data_dir)
+    if pid is not None:
+        # the running kiosk drives the units; a second driver (and simulator) would fight it
+        print(f"cash exchange: the kiosk is running (its cash simulator, process {pid or 'unknown'}, "
+              f"keeps {state}); exchange the cassette from the kiosk's staff menu, or stop the kiosk "
+              "first. Nothing was recorded.", file=sys.stderr)
+        return 2
     bank, hall = _pins(args)
     unit = Unit(args.unit)
 
