@@ -10,6 +10,13 @@ an exchange on it (taking the cassette out, loading the declared counts), so the
 procedure can be rehearsed without hardware. While the kiosk runs its own simulator on
 the same state file, no second one is started (it would take over the kiosk's port link
 and control socket): ``levels`` reads the running one, ``exchange`` is refused.
+
+A kiosk's data folder holds its database and its cash state together (``kiosk.db``
+beside ``cash/sim.json``, ``cash/ssp.tty``, ``cash/sim.sock``). ``--db`` naming another
+kiosk's database therefore takes the simulator files from that database's folder
+(:func:`cash_home`); a database that does not own a cash state of its own (one beside
+this kiosk's database, or under another name) is refused, so one kiosk's books are never
+compared with, or booked against, another kiosk's cassettes.
 """
 
 from __future__ import annotations
@@ -25,19 +32,15 @@ from typing import Any
 
 from assistant.cassette import CassetteExchange, ExchangeReport, report_from_row
 from assistant.config import Config
-from assistant.errors import CassetteError
+from assistant.errors import CashStateMismatch, CassetteError
 from assistant.staff import StaffLocked, StaffVerificationFailed
-from assistant.storage import Database
+from assistant.storage import Database, database_path
 from devices.cash import CashConfig, CashUnits, Unit, create_cash_units, resolve
 
 Registrar = Callable[[argparse.ArgumentParser], None]
 
-
-@dataclass(frozen=True)
-class _StorageSection:
-    """The ``[storage]`` keys this command reads."""
-
-    path: str = "var/kiosk.db"
+DB_HELP = ("kiosk database (default: [storage] path); the simulator's cash state is the one "
+           "in the same folder (cash/sim.json beside kiosk.db)")
 
 
 def _fen(v: int) -> str:
@@ -58,28 +61,91 @@ def _counts(text: str) -> dict[int, int]:
 
 
 def _db_path(args: argparse.Namespace, config: Config) -> Path:
-    if args.db:
-        return Path(args.db)
-    return config.resolve(config.section("storage", _StorageSection).path)
+    """``--db``, or the kiosk's own database (as the kiosk finds it, ``KIOSK_DATA_DIR`` included)."""
+    return Path(args.db) if args.db else database_path(config)
 
 
-def _running_simulator(cfg: CashConfig, root: Path) -> tuple[int | None, Path, Path | None]:
-    """(process id of the simulator running on this kiosk's state or None, state file, control socket)."""
+@dataclass(frozen=True)
+class CashHome:
+    """A kiosk database and the cash units that belong with it."""
+
+    db: Path
+    """The kiosk database (books, staff, exchanges)."""
+    cash: CashConfig
+    """The ``[cash]`` section."""
+    root: Path
+    """The kiosk's data folder: relative ``[cash]`` paths (simulator state, port link, socket) are in it."""
+
+    @property
+    def state(self) -> Path:
+        """The simulator's state file."""
+        return resolve(self.root, self.cash.sim_state)
+
+    @property
+    def control(self) -> Path | None:
+        """The simulator's control socket (None when the config has none)."""
+        return resolve(self.root, self.cash.sim_control) if self.cash.sim_control else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def cash_home(args: argparse.Namespace, config: Config) -> CashHome:
+    """The database ``--db`` names (default: this kiosk's) and the cash state that goes with it.
+
+    This kiosk's database goes with the configured units. Another kiosk's database goes with
+    the simulator files in its own folder (a kiosk's data folder holds both), so nothing of
+    this kiosk's cash is read or changed.
+
+    Raises:
+        CashStateMismatch: ``--db`` has no cash state of its own: it does not exist, lies in
+            this kiosk's data folder without being its database, is not named like a kiosk
+            database, the units are real hardware, or ``[cash]`` paths are absolute.
+    """
+    cfg = config.section("cash", CashConfig)
+    own = database_path(config)
+    if not getattr(args, "db", None) or _same_file(Path(args.db), own):
+        return CashHome(own, cfg, config.data_dir)
+    db = Path(args.db)
+    if not db.is_file():
+        raise CashStateMismatch(f"--db {db}: no such database file (nothing was created)")
+    folder = db.expanduser().resolve().parent
+    mine = resolve(config.data_dir, cfg.sim_state)
+    if not cfg.simulate:
+        raise CashStateMismatch(
+            f"--db {db} is not this kiosk's database ({own}); the cash units on "
+            f"{cfg.port_of(Unit.NOTES)} belong to that one")
+    if folder == config.data_dir.resolve():
+        raise CashStateMismatch(
+            f"--db {db} is not this kiosk's database but lies in its data folder {folder}: the cash "
+            f"state there ({mine}) belongs to {own}. Put the other database in a folder of its own")
+    if db.name != own.name:
+        raise CashStateMismatch(
+            f"--db {db}: the cash state of the folder {folder} ({resolve(folder, cfg.sim_state)}) "
+            f"belongs to the kiosk database {folder / own.name}, not to {db.name}")
+    for key in ("sim_state", "sim_control", "port", "notes_port", "coins_port"):
+        value = getattr(cfg, key)
+        if value and Path(value).expanduser().is_absolute():
+            raise CashStateMismatch(
+                f"--db {db}: [cash] {key} = {value!r} is an absolute path, so it belongs to this "
+                f"kiosk ({own}) and cannot be taken from the folder of {db}")
+    return CashHome(db, cfg, folder)
+
+
+def _running_simulator(home: CashHome) -> int | None:
+    """The process id of the simulator running on ``home``'s state file, or None."""
     from devices.cash_sim import running_simulator
 
-    state = resolve(root, cfg.sim_state)
-    control = resolve(root, cfg.sim_control) if cfg.sim_control else None
-    return (running_simulator(state) if cfg.simulate else None), state, control
+    return running_simulator(home.state) if home.cash.simulate else None
 
 
-async def _with_units(args: argparse.Namespace, config: Config,
-                      work: Callable[[Database, CashUnits], Awaitable[int]]) -> int:
-    cfg = config.section("cash", CashConfig)
-    units = create_cash_units(cfg, config.data_dir)
+async def _with_units(home: CashHome, work: Callable[[Database, CashUnits], Awaitable[int]]) -> int:
+    units = create_cash_units(home.cash, home.root)
     try:
         await units.notes.open()
         await units.coins.open()
-        async with Database(_db_path(args, config)) as db:
+        async with Database(home.db) as db:
             return await work(db, units)
     finally:
         await units.aclose()
@@ -89,21 +155,21 @@ async def _with_units(args: argparse.Namespace, config: Config,
 
 
 def _register_levels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", help="database file (default: [storage] path)")
+    p.add_argument("--db", help=DB_HELP)
     p.set_defaults(func=lambda args, config: asyncio.run(_levels(args, config)))
 
 
 async def _levels(args: argparse.Namespace, config: Config) -> int:
-    cfg = config.section("cash", CashConfig)
-    pid, state, control = _running_simulator(cfg, config.data_dir)
+    home = cash_home(args, config)
+    pid = _running_simulator(home)
     if pid is not None:
         # the kiosk runs: a simulator of our own would take its port link and control socket
         from devices.cash_sim import read_levels
 
-        levels, where = read_levels(state, control)
+        levels, where = read_levels(home.state, home.control)
         print(f"the kiosk's cash simulator is running (process {pid or 'unknown'}): "
               f"read through {where}, nothing restarted")
-        async with Database(_db_path(args, config)) as db:
+        async with Database(home.db) as db:
             books = await _books(db)
         return _print_levels(books, [(Unit.NOTES, str(Unit.NOTES), levels["notes"]),
                                      (Unit.COINS, str(Unit.COINS), levels["coins"])])
@@ -116,7 +182,7 @@ async def _levels(args: argparse.Namespace, config: Config) -> int:
             found.append((dev.unit, title, await dev.levels()))
         return _print_levels(await _books(db), found)
 
-    return await _with_units(args, config, work)
+    return await _with_units(home, work)
 
 
 async def _books(db: Database) -> dict[str, dict[int, int]]:
@@ -161,7 +227,7 @@ def _register_exchange(p: argparse.ArgumentParser) -> None:
                             ("end", "record the counts in and unlock"),
                             ("status", "open and recent exchanges")):
         q = sub.add_parser(name, help=help_text)
-        q.add_argument("--db", help="database file (default: [storage] path)")
+        q.add_argument("--db", help=DB_HELP)
         if name == "status":
             q.set_defaults(func=lambda args, config: asyncio.run(_status(args, config)))
             continue
@@ -205,11 +271,12 @@ def _print_report(r: ExchangeReport) -> int:
 
 
 async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
-    pid, state, _ = _running_simulator(config.section("cash", CashConfig), config.data_dir)
+    home = cash_home(args, config)
+    pid = _running_simulator(home)
     if pid is not None:
         # the running kiosk drives the units; a second driver (and simulator) would fight it
         print(f"cash exchange: the kiosk is running (its cash simulator, process {pid or 'unknown'}, "
-              f"keeps {state}); exchange the cassette from the kiosk's staff menu, or stop the kiosk "
+              f"keeps {home.state}); exchange the cassette from the kiosk's staff menu, or stop the kiosk "
               "first. Nothing was recorded.", file=sys.stderr)
         return 2
     bank, hall = _pins(args)
@@ -236,11 +303,14 @@ async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
             return 2
         return _print_report(report)
 
-    return await _with_units(args, config, work)
+    return await _with_units(home, work)
 
 
 async def _status(args: argparse.Namespace, config: Config) -> int:
-    async with Database(_db_path(args, config)) as db:
+    path = _db_path(args, config)
+    if args.db and not path.is_file():
+        raise CashStateMismatch(f"--db {path}: no such database file (nothing was created)")
+    async with Database(path) as db:
         rows = await db.fetchall("SELECT * FROM cash_exchange ORDER BY id DESC LIMIT 10")
     for row in rows:
         _print_report(report_from_row(row))

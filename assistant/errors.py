@@ -134,6 +134,14 @@ class CashSimulatorBusy(CashDeviceError):
     prompt_id = "cash_unavailable"
 
 
+class CashStateMismatch(CashDeviceError):
+    """A database and cash units (or simulator files) that do not belong to the same kiosk.
+
+    Comparing one kiosk's books with another kiosk's cassettes shows differences that are
+    not there, and an exchange would change the other kiosk's cash; such a pair is refused.
+    """
+
+
 class CashUnitLocked(CashDeviceError):
     """A cash unit is locked for a cassette exchange; cash payment waits for the bank staff."""
 

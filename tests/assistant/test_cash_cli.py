@@ -80,3 +80,62 @@ async def test_levels_while_the_kiosk_runs_leave_its_simulator_alone(data: Path)
             assert result.posted_fen == 3000
         finally:
             await side.close()
+
+
+def _staff_db(path: Path) -> Path:
+    from tests.assistant.test_cassette import add_staff
+
+    async def make() -> None:
+        async with Database(path) as db:
+            await add_staff(db)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(make())
+    return path
+
+
+def test_another_kiosks_database_goes_with_the_cash_state_in_its_own_folder(
+        data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--db`` used to be paired with this kiosk's simulator state: levels showed differences that
+    were not there, and an exchange emptied this kiosk's note unit. Now the state comes from the
+    database's own folder, and a database without one of its own is refused."""
+    from assistant.cli import main
+    from devices.cash import CashConfig
+    from devices.cash_sim import CashSimulator
+
+    # this kiosk (KIOSK_DATA_DIR): 3 notes of 100 yuan in its recycler
+    config = Config.load()
+    sim = CashSimulator.from_config(config.section("cash", CashConfig), data).start()
+    sim.load_cassette("notes", {10000: 3})
+    sim.stop()
+    mine = (data / "cash" / "sim.json").read_text()
+
+    other = _staff_db(tmp_path / "k2" / "kiosk.db")
+    common = ["--db", str(other), "--unit", "notes", "--bank", "B01", "--bank-pin", "1111",
+              "--hall", "H01", "--hall-pin", "3333"]
+    assert main(["cash", "exchange", "start", *common]) == 0
+    assert "found            100.00 x 10," in capsys.readouterr().out  # the other kiosk's own float
+    assert main(["cash", "exchange", "end", *common, "--counts", "10000=5,2000=10"]) == 0
+    assert "DIFFERENCE" not in capsys.readouterr().out
+    assert main(["cash", "levels", "--db", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "DIFFERENCE" not in out and "  total 700.00" in out
+    assert (tmp_path / "k2" / "cash" / "sim.json").is_file()
+    assert (data / "cash" / "sim.json").read_text() == mine  # this kiosk's cash untouched
+
+    # databases that own no cash state are refused, naming why; nothing is created or changed
+    stray = _staff_db(data / "history.db")
+    assert main(["cash", "levels", "--db", str(stray)]) == 1
+    err = capsys.readouterr().err
+    assert f"lies in its data folder {data}" in err and f"belongs to {data / 'kiosk.db'}" in err
+    assert main(["cash", "exchange", "start", *common[:1], str(stray), *common[2:]]) == 1
+    assert "lies in its data folder" in capsys.readouterr().err
+    renamed = _staff_db(tmp_path / "k3" / "books.db")
+    assert main(["cash", "levels", "--db", str(renamed)]) == 1
+    assert f"belongs to the kiosk database {tmp_path / 'k3' / 'kiosk.db'}, not to books.db" in capsys.readouterr().err
+    missing = tmp_path / "k4" / "kiosk.db"
+    assert main(["cash", "levels", "--db", str(missing)]) == 1
+    assert "no such database file" in capsys.readouterr().err
+    assert not missing.parent.exists() and not (tmp_path / "k3" / "cash").exists()
+    assert (data / "cash" / "sim.json").read_text() == mine
+    assert not (data / "kiosk.db").exists()
