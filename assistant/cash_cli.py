@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+import termios
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,9 +244,36 @@ def _register_exchange(p: argparse.ArgumentParser) -> None:
         q.set_defaults(func=lambda args, config, _n=name: asyncio.run(_exchange(args, config, _n)))
 
 
-def _pins(args: argparse.Namespace) -> tuple[tuple[str, str], tuple[str, str]]:
-    bank_pin = args.bank_pin or getpass.getpass(f"PIN of bank staff {args.bank}: ")
-    hall_pin = args.hall_pin or getpass.getpass(f"PIN of hall staff {args.hall}: ")
+def _ask_pin(prompt: str) -> str:
+    """A PIN typed at the terminal (not echoed), or one line read from a pipe; "" when none comes.
+
+    Input that ends (a closed or empty stdin, Ctrl-D) is no PIN, not an error to trace back.
+    """
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return ""
+    try:
+        if stdin.isatty():
+            return getpass.getpass(prompt)
+        # a pipe: getpass would warn about echo and read the controlling terminal instead
+        print(prompt, end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        print(file=sys.stderr)
+        return line.rstrip("\r\n")
+    except (EOFError, OSError, ValueError, termios.error):
+        return ""
+
+
+def _pins(args: argparse.Namespace) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """(bank staff, PIN) and (hall staff, PIN), asking for PINs not given; None if one was not entered."""
+    bank_pin = args.bank_pin or _ask_pin(f"PIN of bank staff {args.bank}: ")
+    if not bank_pin:
+        print(f"cash exchange: no PIN entered for bank staff {args.bank}; nothing was recorded", file=sys.stderr)
+        return None
+    hall_pin = args.hall_pin or _ask_pin(f"PIN of hall staff {args.hall}: ")
+    if not hall_pin:
+        print(f"cash exchange: no PIN entered for hall staff {args.hall}; nothing was recorded", file=sys.stderr)
+        return None
     return (args.bank, bank_pin), (args.hall, hall_pin)
 
 
@@ -279,7 +307,10 @@ async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
               f"keeps {home.state}); exchange the cassette from the kiosk's staff menu, or stop the kiosk "
               "first. Nothing was recorded.", file=sys.stderr)
         return 2
-    bank, hall = _pins(args)
+    pins = _pins(args)
+    if pins is None:
+        return 2
+    bank, hall = pins
     unit = Unit(args.unit)
 
     async def work(db: Database, units: CashUnits) -> int:

@@ -139,3 +139,33 @@ def test_another_kiosks_database_goes_with_the_cash_state_in_its_own_folder(
     assert not missing.parent.exists() and not (tmp_path / "k3" / "cash").exists()
     assert (data / "cash" / "sim.json").read_text() == mine
     assert not (data / "kiosk.db").exists()
+
+
+async def test_no_pin_at_the_prompt_is_one_line_and_records_nothing(data: Path) -> None:
+    """End of input at the PIN prompt (``echo | main.py cash exchange start ...``, stdin closed) used
+    to end in an EOFError (and getpass warnings); now it says no PIN was entered and stops."""
+    dbfile = await asyncio.to_thread(_staff_db, data / "kiosk.db")
+    args = ["cash", "exchange", "start", "--unit", "coins", "--bank", "B01", "--hall", "H01"]
+
+    async def exchanges() -> int:
+        async with Database(dbfile) as db:
+            return len(await db.fetchall("SELECT 1 FROM cash_exchange")) + len(
+                await db.fetchall("SELECT 1 FROM audit_log"))
+
+    for stdin, who in ((b"\n", "bank staff B01"), (b"", "bank staff B01"), (b"1111\n", "hall staff H01")):
+        code, out, err = await cli(data, *args, stdin=stdin)
+        assert code == 2, (stdin, out, err)
+        assert f"cash exchange: no PIN entered for {who}; nothing was recorded" in err
+        assert "Traceback" not in err and "Error" not in err and "Warning" not in err
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", f'exec "{sys.executable}" main.py {" ".join(args)} <&-', cwd=ROOT,
+        env={"KIOSK_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err_bytes = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and "no PIN entered for bank staff B01" in err_bytes.decode()
+    assert await exchanges() == 0
+    assert not (data / "cash").exists()  # not even the simulator was started
+
+    # PINs piped in, one a line, are taken
+    code, out, err = await cli(data, *args, stdin=b"1111\n3333\n")
+    assert code == 0 and "exchange 1 of coins: open" in out, err
