@@ -590,6 +590,22 @@ def to_csv(rows: Sequence[Mapping[str, str]]) -> str:
     return buf.getvalue()
 
 
+def history_warnings(plan: HallPlan) -> list[str]:
+    """One line per kiosk whose history is too short to plan from reliably (empty when all are fine).
+
+    The limits are ``[backoffice] min_history_days`` and ``min_cash_payments``.
+    """
+    s = plan.section
+    out = []
+    for k in plan.kiosks:
+        if k.history_days < s.min_history_days or k.cash_payments < s.min_cash_payments:
+            out.append(f"{k.kiosk_id} is planned from only {k.history_days} day(s) and {k.cash_payments} cash "
+                       f"payment(s) ({k.payments} payment(s) in all): the plan is UNRELIABLE below "
+                       f"{s.min_history_days} days or {s.min_cash_payments} cash payments "
+                       f"([backoffice] min_history_days, min_cash_payments)")
+    return out
+
+
 def summary(plan: HallPlan) -> str:
     """The plan as the terminal shows it."""
     s = plan.section
@@ -601,6 +617,7 @@ def summary(plan: HallPlan) -> str:
     for k in plan.kiosks:
         lines.append(f"  {k.kiosk_id}: {k.payments} payments over {k.history_days} days, {k.cash_payments} in cash, "
                      f"net cash {yuan(k.daily_takings_fen)} yuan per day")
+    lines += [f"  WARNING: {w}" for w in history_warnings(plan)]
     lines.append("")
     lines.append("remittance cycle (cost per day, yuan)")
     lines.append(f"  {'days':>4} {'escort':>10} {'holding':>10} {'total':>10} {'avg cash':>12}  allowed")

@@ -85,7 +85,15 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
     from dataclasses import replace
 
     from assistant.cash_montecarlo import default_workers, shutdown_pools
-    from assistant.cash_plan import chart, cycle_rows, float_rows, plan_hall, summary, to_csv
+    from assistant.cash_plan import (
+        chart,
+        cycle_rows,
+        float_rows,
+        history_warnings,
+        plan_hall,
+        summary,
+        to_csv,
+    )
 
     section = backoffice_section(config)
     if args.seed is not None:
@@ -128,6 +136,8 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
     written = out.commit()
     print(text, end="")
     print(f"reports: {', '.join(str(p) for p in written)}")
+    for warning in history_warnings(plan):  # again at the end, where the eye lands
+        print(f"cash plan: WARNING: {warning}", file=sys.stderr)
     if plan.days is not None and db_path is not None:
         asyncio.run(_save(db_path, plan))
         print(f"plan recorded in {db_path} for the alerts")

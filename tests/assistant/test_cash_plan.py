@@ -187,3 +187,29 @@ def test_plan_from_the_kiosk_database_is_recorded_for_the_alerts(tmp_path: Path,
     assert main(["cash", "simulate-history", "--days", "2", "--out", str(tmp_path / "h2.csv"),
                  "--load", str(db)]) == 2
     assert not (tmp_path / "h2.csv").exists()
+
+
+def test_a_plan_from_too_little_history_says_so_and_from_how_much(tmp_path: Path, config, capsys) -> None:
+    """One payment used to be planned from without a word; now the plan (on the terminal and in
+    the summary file) says how many days and payments it rests on and that it is unreliable."""
+    one = [t for t in generate(1, start=START, zone=ZONE, seed=3, per_day=20) if t.method == "cash"][:1]
+    csv_path = tmp_path / "one.csv"
+    csv_path.write_text(write_csv(one, ZONE))
+    out = tmp_path / "reports"
+    assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    warning = ("K001 is planned from only 1 day(s) and 1 cash payment(s) (1 payment(s) in all): the plan is "
+               "UNRELIABLE below 28 days or 100 cash payments")
+    assert f"  WARNING: {warning}" in captured.out
+    assert f"cash plan: WARNING: {warning}" in captured.err
+    (summary,) = out.glob("*-summary.txt")
+    assert warning in summary.read_text()
+
+    # enough history (here: the limits lowered to what there is) plans without the warning
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text("[backoffice]\nmin_history_days = 1\nmin_cash_payments = 1\n")
+    assert main(["--config", str(cfg), "cash", "plan", "--csv", str(csv_path), "--simulations", "20",
+                 "--workers", "1", "--no-progress", "--out", str(tmp_path / "r2")]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING" not in captured.out + captured.err
