@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -130,23 +131,50 @@ def test_a_bad_csv_row_stops_the_plan_and_writes_nothing(tmp_path: Path, config,
     assert not out.exists()
 
 
-def test_a_report_that_cannot_be_written_leaves_no_report_and_no_temporary_file(tmp_path: Path, config, capsys) -> None:
-    # a folder where the float table goes: the summary and cycle table used to be in
-    # place already when the rename onto it failed, with two temporary files left over
+def test_a_report_that_cannot_be_written_leaves_no_report_and_no_temporary_file(
+        tmp_path: Path, config, capsys, tiny_disk: Path) -> None:
+    # the disk fills up at the chart, the last file: the summary and the tables used to be in
+    # place already (with temporary files left over) when that write failed
+    import os
+
+    from tests.conftest import fill
+
     csv_path = tmp_path / "h.csv"
     assert main(["cash", "simulate-history", "--days", "7", "--start", "2025-03-03", "--per-day", "20",
                  "--out", str(csv_path)]) == 0
-    out = tmp_path / "reports"
+    out = tiny_disk / "reports"
     out.mkdir()
-    today = date.today().isoformat()
-    in_the_way = out / f"cash-plan-demo-hall-{today}-float.csv"
-    in_the_way.mkdir()
+    filler = fill(tiny_disk)
+    os.truncate(filler, filler.stat().st_size - 32 * 1024)  # room for the text files, not the chart
     capsys.readouterr()
     assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1",
                  "--no-progress", "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert str(in_the_way) in err and "Traceback" not in err
-    assert [p.name for p in out.iterdir()] == [in_the_way.name]
+    assert "No space left on device" in err and "-chart.png" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+def test_a_plan_made_again_the_same_day_keeps_the_earlier_one(tmp_path: Path, config, capsys) -> None:
+    """A second plan on the same day used to overwrite the first one's files (same names)."""
+    csv_path = tmp_path / "h.csv"
+    assert main(["cash", "simulate-history", "--days", "7", "--start", "2025-03-03", "--per-day", "20",
+                 "--out", str(csv_path)]) == 0
+    out = tmp_path / "reports"
+    args = ["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 0
+    first = {p: p.read_bytes() for p in out.iterdir()}
+    assert len(first) == 4
+    assert main([*args[:5], "40", *args[6:]]) == 0  # more simulations: another plan
+    assert {p: p.read_bytes() for p in first} == first  # the first plan is untouched
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "reports (new files, made " in printed and "Asia/Shanghai; earlier plans are kept)" in printed
+    summaries = sorted(out.glob("*-summary.txt"))
+    assert len(summaries) == 3 and len(list(out.iterdir())) == 12
+    # named by the local date and time the plan was made (and -2, -3 within one second)
+    today = datetime.now(ZONE).strftime("%Y-%m-%d")
+    assert all(re.fullmatch(rf"cash-plan-demo-hall-{today}-\d{{6}}(-\d)?-summary\.txt", p.name) for p in summaries)
 
 
 def test_a_full_disk_while_writing_a_report_leaves_nothing_behind(tmp_path: Path) -> None:
