@@ -42,7 +42,8 @@ from assistant.backoffice import (
 )
 from assistant.cash_history import Transaction, generate, read_csv, read_database, write_csv
 from assistant.config import Config
-from assistant.storage import Database, database_path
+from assistant.errors import StorageError
+from assistant.storage import Database, database_path, schema_version_of
 from devices.cash import CashConfig, Unit
 
 EXIT_BAD_INPUT = 2
@@ -112,9 +113,7 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
         source = args.csv
     else:
         db_path = Path(args.db) if args.db else database_path(config)
-        if not db_path.exists():
-            raise BackofficeError(f"--db: {db_path} does not exist (give --csv, or make a demo history with "
-                                  f"'cash simulate-history')")
+        _check_database(db_path, "--db" if args.db else "the kiosk database ([storage] path)")
         history = asyncio.run(_read_db(db_path))
         source = str(db_path)
     if args.kiosk:
@@ -161,6 +160,24 @@ def _free_stem(folder: Path, stem: str) -> str:
         n += 1
         candidate = f"{stem}-{n}"
     return candidate
+
+
+def _check_database(path: Path, what: str) -> None:
+    """Refuse a path that is not a kiosk database, before opening it (opening creates and migrates)."""
+    hint = "give --csv, or make a demo history with 'cash simulate-history --load DB'"
+    if not path.exists():
+        raise BackofficeError(f"{what} {path} does not exist; nothing was created ({hint})")
+    if path.is_dir():
+        raise BackofficeError(f"{what} {path} is a folder, not a database file")
+    if path.stat().st_size == 0:
+        raise BackofficeError(f"{what} {path} is an empty file, not a kiosk database; it was left as it is ({hint})")
+    try:
+        version = schema_version_of(path)
+    except StorageError as exc:
+        raise BackofficeError(f"{what} {exc}; it was left as it is") from None
+    if version == 0:
+        raise BackofficeError(f"{what} {path} is not a kiosk database (it has no kiosk tables); it was left as "
+                              f"it is ({hint})")
 
 
 async def _read_db(path: Path) -> list[Transaction]:

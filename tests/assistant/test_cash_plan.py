@@ -241,3 +241,29 @@ def test_a_plan_from_too_little_history_says_so_and_from_how_much(tmp_path: Path
                  "--workers", "1", "--no-progress", "--out", str(tmp_path / "r2")]) == 0
     captured = capsys.readouterr()
     assert "WARNING" not in captured.out + captured.err
+
+
+def test_plan_from_a_database_that_is_not_one_creates_nothing(tmp_path: Path, config, capsys) -> None:
+    """``cash plan --db`` on an empty file used to turn it into a new kiosk database (then found no
+    payments); now an empty, foreign or missing file is refused naming it, and left as it is."""
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    foreign_bytes = foreign.read_bytes()
+    missing = tmp_path / "missing" / "kiosk.db"
+    for path, why in ((empty, "is an empty file, not a kiosk database"),
+                      (foreign, "is not a kiosk database (it has no kiosk tables)"),
+                      (missing, "does not exist; nothing was created")):
+        assert main(["cash", "plan", "--db", str(path), "--no-progress", "--out", str(tmp_path / "r")]) == 2
+        assert f"cash plan: --db {path} {why}" in capsys.readouterr().err
+    assert empty.read_bytes() == b"" and foreign.read_bytes() == foreign_bytes
+    assert not missing.parent.exists() and not (tmp_path / "r").exists()
+    assert {p.name for p in tmp_path.iterdir()} - {"var"} == {"empty.db", "other.db"}
+    # without --db: the kiosk's own database, named as such
+    assert main(["cash", "plan", "--no-progress"]) == 2
+    assert f"the kiosk database ([storage] path) {tmp_path / 'var' / 'kiosk.db'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "var" / "kiosk.db").exists()
