@@ -197,25 +197,36 @@ async def _books(db: Database) -> dict[str, dict[int, int]]:
 def _print_levels(books: Mapping[str, Mapping[int, int]],
                   units: list[tuple[Unit, str, Mapping[int, int]]]) -> int:
     """Each unit's counts (unit, heading, fen -> count) next to the books, then the cashbox's
-    books; 3 if they differ, else 0."""
+    books; 3 if they differ, else 0.
+
+    The table has the same columns whether or not anything differs (a books column that
+    appeared only on a difference made the output hard to read and to compare).
+    """
     differ = 0
     for unit, title, levels in units:
         print(title)
-        total = 0
-        for value in sorted(levels, reverse=True):
-            n = levels[value]
-            b = books.get(str(unit), {}).get(value)
-            mark = "" if b is None or b == n else f"   books {b}  DIFFERENCE {n - b:+d}"
-            differ += bool(mark)
+        booked = books.get(str(unit), {})
+        print(f"  {'value':>8} {'in unit':>8} {'books':>8} {'difference':>11}")
+        total = total_books = 0
+        for value in sorted(set(levels) | set(booked), reverse=True):
+            n, b = levels.get(value, 0), booked.get(value)
+            if b is None:  # a unit the books have not seen yet (booked at its first exchange)
+                b_text = diff = "-"
+            else:
+                b_text, diff = str(b), f"{n - b:+d}" if n != b else "0"
+                total_books += value * b
+            flag = "  DIFFERENCE" if b is not None and n != b else ""
+            differ += bool(flag)
             total += value * n
-            print(f"  {_fen(value):>8} x {n:4d}{mark}")
-        print(f"  total {_fen(total)}")
-    cashbox = books.get(str(Unit.CASHBOX), {})
-    if any(cashbox.values()):
-        print("cashbox (books)")
-        for value in sorted(cashbox, reverse=True):
-            if cashbox[value]:
-                print(f"  {_fen(value):>8} x {cashbox[value]:4d}")
+            print(f"  {_fen(value):>8} {n:>8} {b_text:>8} {diff:>11}{flag}")
+        in_books = f"{_fen(total_books)} yuan in the books" if booked else "not in the books yet"
+        print(f"  value: {_fen(total)} yuan in the unit, {in_books}")
+    cashbox = {v: n for v, n in books.get(str(Unit.CASHBOX), {}).items() if n}
+    print("cashbox (the recycler cannot count it: books only)")
+    print(f"  {'value':>8} {'books':>8}")
+    for value in sorted(cashbox, reverse=True):
+        print(f"  {_fen(value):>8} {cashbox[value]:>8}")
+    print(f"  value: {_fen(sum(v * n for v, n in cashbox.items()))} yuan in the books")
     return 3 if differ else 0
 
 

@@ -119,7 +119,7 @@ def test_another_kiosks_database_goes_with_the_cash_state_in_its_own_folder(
     assert "DIFFERENCE" not in capsys.readouterr().out
     assert main(["cash", "levels", "--db", str(other)]) == 0
     out = capsys.readouterr().out
-    assert "DIFFERENCE" not in out and "  total 700.00" in out
+    assert "DIFFERENCE" not in out and "  value: 700.00 yuan in the unit, 700.00 yuan in the books" in out
     assert (tmp_path / "k2" / "cash" / "sim.json").is_file()
     assert (data / "cash" / "sim.json").read_text() == mine  # this kiosk's cash untouched
 
