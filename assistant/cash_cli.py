@@ -28,6 +28,7 @@ import sys
 import termios
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -457,7 +458,7 @@ def _register_receipt(p: argparse.ArgumentParser) -> None:
 async def _receipt(args: argparse.Namespace, config: Config) -> int:
     """Reprint a cash receipt from the journal (e.g. for a payment finished after a power cut)."""
     from assistant.adapters import ReceiptDevice
-    from assistant.backoffice import hall_zone
+    from assistant.backoffice import hall_zone, parse_stamp
     from assistant.errors import PaymentError
     from assistant.locale import LocaleRegistry
     from assistant.messages import DeviceAction, frozen_map
@@ -467,12 +468,19 @@ async def _receipt(args: argparse.Namespace, config: Config) -> int:
     path = _db_path(args, config)
     if not path.is_file():
         raise PaymentError(f"no database at {path} (see --db or [storage] path)")
+    zone = hall_zone(config)
     async with Database(path) as db:
         if args.account:
             rows = await db.fetchall(
                 "SELECT id, created_at, due_fen FROM payment WHERE method = 'cash' AND account_no = ? "
                 "ORDER BY created_at, rowid", (args.account,))
+            if rows:
+                # the database keeps UTC; staff compare with the hall clock and the printed receipts
+                offset = datetime.now(zone).strftime("%z")
+                print(f"times in {zone.key} (UTC{offset[:3]}:{offset[3:]}), the kiosk's time zone "
+                      "([backoffice] timezone), as on its receipts")
             for pid, at, due in rows:
+                at = parse_stamp(at).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
                 try:
                     r = await receipt_for(db, pid)
                     state = f"{r.outcome:<10} posted {_fen(r.posted_fen)} credited {_fen(r.credited_fen)}"
@@ -496,7 +504,7 @@ async def _receipt(args: argparse.Namespace, config: Config) -> int:
         receipt = await receipt_for(db, ids[0])
     packs = LocaleRegistry.from_config(config).load()
     device = ReceiptDevice(EscposPrinter(config.section("printer", PrinterConfig)), lambda: packs.default,
-                           receipt.kiosk_id or config.kiosk.id, zone=hall_zone(config))
+                           receipt.kiosk_id or config.kiosk.id, zone=zone)
     action = DeviceAction("printer", "print", frozen_map({**printable(receipt), "reprint": True}))
     title, rows, footer = device.lines(dict(action.args))
     print(title)
