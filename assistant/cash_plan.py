@@ -643,12 +643,15 @@ def summary(plan: HallPlan) -> str:
             continue
         lines.append("")
         lines.append(f"float standard for {k.kiosk_id} ({std.days}-day cycle): load at each collection")
-        lines.append(f"  {'unit':<6} {'denom':>6} {'load':>6} {'value':>10} {'capacity':>9} {'empty in':>9} "
-                     f"{'median low':>11}")
+        lines.append(f"  {'unit':<6} {'denom':>6} {'load':>6} {'value':>10} {'capacity':>9} {'ran out':>9} "
+                     f"{'lowest':>7}")
         for line in std.lines:
             lines.append(f"  {line.unit:<6} {denomination(line.value_fen):>6} {line.load:>6} "
                          f"{yuan(line.load * line.value_fen):>10} {line.capacity:>9} {line.empty_cycles:>9} "
-                         f"{line.low_median:>11}")
+                         f"{line.low_median:>7}")
+        lines.append(f"  (ran out: in how many of the {std.cycles} simulated {std.days}-day cycles this denomination "
+                     "was empty when a customer's change needed it;")
+        lines.append("   lowest: the fewest pieces of it left during a cycle, median over the simulated cycles)")
         lines.append(f"  float value {yuan(std.value_fen)} yuan; change never ran out in {std.passed} of "
                      f"{std.cycles} simulated cycles ({std.service_level:.1%}, target {std.target:.0%}); "
                      f"{std.shortfall_payments} of {std.payments} payments short of change; cashbox "

@@ -107,6 +107,12 @@ def test_the_command_writes_table_csv_and_chart(tmp_path: Path, config, capsys) 
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "remittance cycle (cost per day, yuan)" in printed and "float standard for K001" in printed
+    # the float table's columns say what they count (a bare "empty in" used to stand there)
+    assert "empty in" not in printed
+    assert "  unit    denom   load      value  capacity   ran out  lowest" in printed
+    assert re.search(r"\(ran out: in how many of the 40 simulated \d+-day cycles this denomination was empty "
+                     r"when a customer's change needed it;\n   lowest: the fewest pieces of it left during a "
+                     r"cycle, median over the simulated cycles\)", printed)
     files = {p.name.split("-")[-1]: p for p in out.iterdir()}
     assert set(files) == {"summary.txt", "cycles.csv", "float.csv", "chart.png"}
     assert files["chart.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
