@@ -72,6 +72,12 @@ class BackofficeSection:
     """Seed of the Monte Carlo and of the demo history (same seed, same plan)."""
     lookback_days: int = 365
     """How much of the kiosk's own history the planner reads (days before the last one)."""
+    min_history_days: int = 28
+    """Less history than this (days, first to last payment) makes a plan unreliable, and the
+    plan says so: four weeks show each weekday four times, and the float is resampled from
+    the days there are, so a few days give a float fitted to those few days."""
+    min_cash_payments: int = 100
+    """Fewer cash payments than this make a plan unreliable (and it says so), however many days."""
     reports_dir: str = "reports"
     """Where plans and reconciliation reports go (relative to the kiosk data folder)."""
     demo_payments_per_day: float = 137.0
@@ -91,6 +97,8 @@ class BackofficeSection:
             raise ConfigError(f"{where} cycles_days must list whole days >= 1")
         if self.simulations < 10:
             raise ConfigError(f"{where} simulations must be at least 10")
+        if self.min_history_days < 1 or self.min_cash_payments < 1:
+            raise ConfigError(f"{where} min_history_days and min_cash_payments must be at least 1")
         for name, table, values in (("note_capacity", self.note_capacity, NOTE_VALUES),
                                     ("coin_capacity", self.coin_capacity, COIN_VALUES)):
             for key, n in table.items():

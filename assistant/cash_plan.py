@@ -634,6 +634,22 @@ def to_csv(rows: Sequence[Mapping[str, str]]) -> str:
     return buf.getvalue()
 
 
+def history_warnings(plan: HallPlan) -> list[str]:
+    """One line per kiosk whose history is too short to plan from reliably (empty when all are fine).
+
+    The limits are ``[backoffice] min_history_days`` and ``min_cash_payments``.
+    """
+    s = plan.section
+    out = []
+    for k in plan.kiosks:
+        if k.history_days < s.min_history_days or k.cash_payments < s.min_cash_payments:
+            out.append(f"{k.kiosk_id} is planned from only {k.history_days} day(s) and {k.cash_payments} cash "
+                       f"payment(s) ({k.payments} payment(s) in all): the plan is UNRELIABLE below "
+                       f"{s.min_history_days} days or {s.min_cash_payments} cash payments "
+                       f"([backoffice] min_history_days, min_cash_payments)")
+    return out
+
+
 def summary(plan: HallPlan) -> str:
     """The plan as the terminal shows it."""
     s = plan.section
@@ -645,6 +661,7 @@ def summary(plan: HallPlan) -> str:
     for k in plan.kiosks:
         lines.append(f"  {k.kiosk_id}: {k.payments} payments over {k.history_days} days, {k.cash_payments} in cash, "
                      f"net cash {yuan(k.daily_takings_fen)} yuan per day")
+    lines += [f"  WARNING: {w}" for w in history_warnings(plan)]
     lines.append("")
     lines.append("remittance cycle (cost per day, yuan)")
     lines.append(f"  {'days':>4} {'escort':>10} {'holding':>10} {'total':>10} {'avg cash':>12}  allowed")
@@ -670,12 +687,15 @@ def summary(plan: HallPlan) -> str:
             continue
         lines.append("")
         lines.append(f"float standard for {k.kiosk_id} ({std.days}-day cycle): load at each collection")
-        lines.append(f"  {'unit':<6} {'denom':>6} {'load':>6} {'value':>10} {'capacity':>9} {'empty in':>9} "
-                     f"{'median low':>11}")
+        lines.append(f"  {'unit':<6} {'denom':>6} {'load':>6} {'value':>10} {'capacity':>9} {'ran out':>9} "
+                     f"{'lowest':>7}")
         for line in std.lines:
             lines.append(f"  {line.unit:<6} {denomination(line.value_fen):>6} {line.load:>6} "
                          f"{yuan(line.load * line.value_fen):>10} {line.capacity:>9} {line.empty_cycles:>9} "
-                         f"{line.low_median:>11}")
+                         f"{line.low_median:>7}")
+        lines.append(f"  (ran out: in how many of the {std.cycles} simulated {std.days}-day cycles this denomination "
+                     "was empty when a customer's change needed it;")
+        lines.append("   lowest: the fewest pieces of it left during a cycle, median over the simulated cycles)")
         lines.append(f"  float value {yuan(std.value_fen)} yuan; change never ran out in {std.passed} of "
                      f"{std.cycles} simulated cycles ({std.service_level:.1%}, target {std.target:.0%}); "
                      f"{std.shortfall_payments} of {std.payments} payments short of change; cashbox "

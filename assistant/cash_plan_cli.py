@@ -5,10 +5,15 @@ history CSV (``--csv``, columns in :mod:`assistant.cash_history`), plans the
 remittance cycle and the float standard (:mod:`assistant.cash_plan`), prints the
 tables and writes, all together or not at all, into the reports folder::
 
-    cash-plan-<hall>-<date>-summary.txt   what the terminal shows
-    cash-plan-<hall>-<date>-cycles.csv    the cost curve
-    cash-plan-<hall>-<date>-float.csv     the float standard per kiosk (and the hall total)
-    cash-plan-<hall>-<date>-chart.png     the cost curve and the float levels over a cycle
+    cash-plan-<hall>-<date>-<hhmmss>-summary.txt   what the terminal shows
+    cash-plan-<hall>-<date>-<hhmmss>-cycles.csv    the cost curve
+    cash-plan-<hall>-<date>-<hhmmss>-float.csv     the float standard per kiosk (and the hall total)
+    cash-plan-<hall>-<date>-<hhmmss>-chart.png     the cost curve and the float levels over a cycle
+
+The date and time are when the plan was made, in the hall's time zone. A plan never
+replaces an earlier one: finance compares plans over time, and a re-run the same day
+(other costs, more history) is a new plan; if the names are taken all the same (two
+runs in one second), ``-2``, ``-3`` ... is added.
 
 A plan made from the kiosk's own database is also recorded there (``cash_plan``), so
 the alerts know the cycle and the float.
@@ -24,7 +29,7 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from assistant.backoffice import (
@@ -38,11 +43,14 @@ from assistant.backoffice import (
 )
 from assistant.cash_history import Transaction, generate, read_csv, read_database, write_csv
 from assistant.config import Config
-from assistant.storage import Database, database_path
+from assistant.errors import StorageError
+from assistant.storage import Database, database_path, schema_version_of
 from devices.cash import CashConfig, Unit
 
 EXIT_BAD_INPUT = 2
 EXIT_NO_PLAN = 3
+REPORT_PARTS = ("summary.txt", "cycles.csv", "float.csv", "chart.png")
+"""The files of one plan: ``<stem>-<part>``."""
 
 
 def _positive(text: str) -> int:
@@ -86,7 +94,15 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
     from dataclasses import replace
 
     from assistant.cash_montecarlo import default_workers, shutdown_pools
-    from assistant.cash_plan import chart, cycle_rows, float_rows, plan_hall, summary, to_csv
+    from assistant.cash_plan import (
+        chart,
+        cycle_rows,
+        float_rows,
+        history_warnings,
+        plan_hall,
+        summary,
+        to_csv,
+    )
 
     section = backoffice_section(config)
     if args.seed is not None:
@@ -98,9 +114,7 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
         source = args.csv
     else:
         db_path = Path(args.db) if args.db else database_path(config)
-        if not db_path.exists():
-            raise BackofficeError(f"--db: {db_path} does not exist (give --csv, or make a demo history with "
-                                  f"'cash simulate-history')")
+        _check_database(db_path, "--db" if args.db else "the kiosk database ([storage] path)")
         history = asyncio.run(_read_db(db_path))
         source = str(db_path)
     if args.kiosk:
@@ -113,13 +127,14 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
     history = _lookback(history, section.lookback_days, zone)
     cash_cfg = config.section("cash", CashConfig)
     hall = args.hall or config.kiosk.hall
+    now = datetime.now(zone)
     plan = plan_hall(history, section, zone=zone, hall=hall, auto_credit_limit_fen=cash_cfg.auto_credit_limit_fen,
                      simulations=args.simulations, workers=args.workers or default_workers(),
-                     progress=not args.no_progress and sys.stderr.isatty())
+                     progress=not args.no_progress and sys.stderr.isatty(), made_on=now.date())
     shutdown_pools()
     text = summary(plan)
     folder = Path(args.out) if args.out else reports_dir(config)
-    stem = f"cash-plan-{hall}-{plan.made_on}"
+    stem = _free_stem(folder, f"cash-plan-{hall}-{now:%Y-%m-%d-%H%M%S}")
     out = OutputSet()
     out.add(folder / f"{stem}-summary.txt", text)
     out.add(folder / f"{stem}-cycles.csv", to_csv(cycle_rows(plan)))
@@ -128,11 +143,42 @@ def _plan(args: argparse.Namespace, config: Config) -> int:
     out.add(folder / f"{stem}-chart.png", chart(plan))
     written = out.commit()
     print(text, end="")
-    print(f"reports: {', '.join(str(p) for p in written)}")
+    print(f"reports (new files, made {now:%Y-%m-%d %H:%M:%S} {zone.key}; earlier plans are kept): "
+          f"{', '.join(str(p) for p in written)}")
+    for warning in history_warnings(plan):  # again at the end, where the eye lands
+        print(f"cash plan: WARNING: {warning}", file=sys.stderr)
     if plan.days is not None and db_path is not None:
         asyncio.run(_save(db_path, plan))
         print(f"plan recorded in {db_path} for the alerts")
     return 0 if plan.days is not None else EXIT_NO_PLAN
+
+
+def _free_stem(folder: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3`` ... : the first whose report files are all still free."""
+    candidate, n = stem, 1
+    while any((folder / f"{candidate}-{part}").exists() or (folder / f"{candidate}-{part}").is_symlink()
+              for part in REPORT_PARTS):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
+def _check_database(path: Path, what: str) -> None:
+    """Refuse a path that is not a kiosk database, before opening it (opening creates and migrates)."""
+    hint = "give --csv, or make a demo history with 'cash simulate-history --load DB'"
+    if not path.exists():
+        raise BackofficeError(f"{what} {path} does not exist; nothing was created ({hint})")
+    if path.is_dir():
+        raise BackofficeError(f"{what} {path} is a folder, not a database file")
+    if path.stat().st_size == 0:
+        raise BackofficeError(f"{what} {path} is an empty file, not a kiosk database; it was left as it is ({hint})")
+    try:
+        version = schema_version_of(path)
+    except StorageError as exc:
+        raise BackofficeError(f"{what} {exc}; it was left as it is") from None
+    if version == 0:
+        raise BackofficeError(f"{what} {path} is not a kiosk database (it has no kiosk tables); it was left as "
+                              f"it is ({hint})")
 
 
 async def _read_db(path: Path) -> list[Transaction]:

@@ -124,6 +124,24 @@ class CashPayoutRefused(CashDeviceError):
         self.reason = reason
 
 
+class CashSimulatorBusy(CashDeviceError):
+    """Another process (a running kiosk) already runs the cash simulator on the same state file.
+
+    A second simulator would replace the first one's port link and control socket and
+    overwrite its cassette counts, so it refuses to start instead.
+    """
+
+    prompt_id = "cash_unavailable"
+
+
+class CashStateMismatch(CashDeviceError):
+    """A database and cash units (or simulator files) that do not belong to the same kiosk.
+
+    Comparing one kiosk's books with another kiosk's cassettes shows differences that are
+    not there, and an exchange would change the other kiosk's cash; such a pair is refused.
+    """
+
+
 class CashUnitLocked(CashDeviceError):
     """A cash unit is locked for a cassette exchange; cash payment waits for the bank staff."""
 

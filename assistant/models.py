@@ -475,8 +475,12 @@ class Installer:
             return Outcome(entry_id, "failed", str(exc))
 
     def check_local_files(self) -> None:
-        """Every ``--from`` path must exist and match some source of the manifest."""
-        wanted = {s.sha256: s for e in self.manifest.entries.values() for s in e.sources}
+        """Every ``--from`` path must exist and match some source of the manifest.
+
+        A file that matches nothing is named with its SHA-256 and size (what to compare with
+        the model's published checksum), not with every hash the manifest pins.
+        """
+        wanted = {s.sha256 for e in self.manifest.entries.values() for s in e.sources}
         for p in self.local_files:
             if not p.exists():
                 raise ModelError(f"{p}: --from file not found")
@@ -484,10 +488,19 @@ class Installer:
                 digest = self._hash_local(p)
                 if digest not in wanted:
                     raise ModelError(
-                        f"{p}: SHA-256 {digest} matches no archive in {self.manifest.path}; "
-                        "expected one of: "
-                        + "; ".join(f"{s.archive} {s.sha256}" for s in wanted.values())
+                        f"--from {p} ({p.stat().st_size} bytes, SHA-256 {digest}) matches no model in the "
+                        f"manifest {self.manifest.path}\n  " + self._namesake(p)
                     )
+
+    def _namesake(self, p: Path) -> str:
+        """The second line about an unknown ``--from`` file: the entry whose archive has its name, if any."""
+        for entry in self.manifest.entries.values():
+            for src in entry.sources:
+                if src.archive == p.name:
+                    size = f"{src.size} bytes, " if src.size is not None else ""
+                    return (f"nothing was installed; '{entry.id}' is installed from an archive of this name "
+                            f"({size}SHA-256 {src.sha256}): this file is another version or a damaged copy")
+        return "nothing was installed; `main.py models list` shows what each model is installed from"
 
     # -- steps -------------------------------------------------------------------------
     def _install(self, entry: Entry, force: bool) -> Outcome:
@@ -846,6 +859,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true",
                    help="run the package clients, but fetch nothing from other addresses: archives "
                         "of such models come from --from or the cache")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="an entry no source can provide here is reported but does not fail the command "
+                        "(`make setup`: the Mandarin Vosk archive comes on a USB stick); a wrong hash or a "
+                        "broken archive still fails")
     p.set_defaults(func=_cmd_install)
     p = sub.add_parser("list", help="what is installed, where from, licence and size")
     p.set_defaults(func=_cmd_list)
@@ -871,16 +888,23 @@ def _cmd_install(args: argparse.Namespace, config: Config) -> int:
         download=not args.no_download,
     )
     installer.check_local_files()
-    failed = False
+    failed: list[str] = []
+    missing: list[str] = []
     for i in ids:
         out = installer.install(i, force=args.force)
         if out.status == "not-installed":
             print(f"{i}: {out.detail}")  # the detail starts with "not installed: ..."
+            missing.append(i)
         else:
             label = {"present": "ok", "adopted": "ok"}.get(out.status, out.status)
             print(f"{i}: {label}: {out.detail}")
-        failed |= out.failed
-    return 1 if failed else 0
+        if out.failed:
+            failed.append(i)
+    if failed:
+        print(f"models install: FAILED: {', '.join(failed)}", file=sys.stderr)
+    if missing and not args.allow_missing:
+        print(f"models install: not installed: {', '.join(missing)} (see above)", file=sys.stderr)
+    return 1 if failed or (missing and not args.allow_missing) else 0
 
 
 def _cmd_list(args: argparse.Namespace, config: Config) -> int:

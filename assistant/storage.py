@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,25 @@ def database_path(config: Config) -> Path:
     if os.environ.get("KIOSK_DATA_DIR") and not Path(section.path).is_absolute():
         return config.data_dir / Path(section.path).name
     return config.resolve(section.path)
+
+
+def schema_version_of(path: Path) -> int:
+    """The schema version of an existing file, read without changing or creating anything.
+
+    0 means an SQLite file (or an empty one) the kiosk never set up: not a kiosk database.
+
+    Raises:
+        StorageError: the file is not an SQLite database at all.
+    """
+    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a database ({exc})") from None
 
 
 class Database:

@@ -20,12 +20,20 @@ Run it in-process (``CashSimulator(...).start()``, a thread) or as its own proce
 
 The control socket takes one JSON object per line (``{"cmd": "insert_note",
 "value": 10000}``) and answers one JSON line; :class:`SimControl` is its client.
+
+A running simulator holds a lock on a file beside its state (``sim.json`` ->
+``sim.pid``, holding its process id), so only one simulator at a time serves a state
+file, its port link and its control socket: a second one (another kiosk, or a
+``main.py cash`` command while the kiosk runs) refuses to start instead of replacing
+the first one's pseudo-terminal and socket, and :func:`running_simulator` tells a
+command that one is running, without creating or changing anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -41,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.errors import CashSimulatorBusy
 from devices import ssp
 from devices.ssp import Command, Event, PayoutRefusal, PollEvent, Response
 
@@ -728,6 +737,75 @@ class _PtyPort:
                 self.link.unlink()
 
 
+def owner_path(state_path: Path) -> Path:
+    """The file a running simulator keeps locked beside its state (``sim.json`` -> ``sim.pid``)."""
+    return state_path.with_name(state_path.stem + ".pid")
+
+
+def running_simulator(state_path: Path) -> int | None:
+    """The process id of the simulator running on ``state_path``, or None when none runs.
+
+    Nothing is created, changed or removed: the owner file is only opened for reading
+    and its lock tested (the kernel drops the lock when the owner dies, even by SIGKILL,
+    so a file left behind by a crash does not count). 0 means a simulator runs but its
+    process id could not be read.
+    """
+    try:
+        fd = os.open(owner_path(state_path), os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int:
+    os.lseek(fd, 0, os.SEEK_SET)
+    words = os.read(fd, 64).decode("ascii", "replace").split()
+    return int(words[0]) if words and words[0].isdigit() else 0
+
+
+def _claim(state_path: Path) -> int:
+    """Lock the owner file of ``state_path`` for this process; the open descriptor.
+
+    Raises:
+        CashSimulatorBusy: another simulator runs on this state file.
+    """
+    path = owner_path(state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_pid(fd)
+        os.close(fd)
+        raise CashSimulatorBusy(
+            f"a cash simulator is already running on {state_path} (process {pid or 'unknown'}); "
+            "its port link and control socket are left alone"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
+def _release(fd: int) -> None:
+    # emptied, not removed: a removed file could be locked by two later simulators at once
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 class CashSimulator:
     """Both units on their pseudo-terminal(s), a control API, and the state file.
 
@@ -761,6 +839,7 @@ class CashSimulator:
         self._stop = threading.Event()
         self._control: socket.socket | None = None
         self._control_path: Path | None = None
+        self._owner_fd = -1
         self.frames_in = 0
         self.tallies: dict[str, dict[int, int]] = {"in": {}, "back": {}, "paid": {}, "missing": {}}
         self._tallied = False
@@ -792,7 +871,13 @@ class CashSimulator:
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> CashSimulator:
-        """Create the pty(s) and serve in a background thread."""
+        """Create the pty(s) and serve in a background thread.
+
+        Raises:
+            CashSimulatorBusy: another simulator runs on the same state file; nothing
+                was touched (its port link, control socket and state stay as they are).
+        """
+        self._own()
         with self.lock:
             for link in self._links:
                 if link not in self.ports or not self.ports[link].alive:
@@ -801,6 +886,11 @@ class CashSimulator:
         self._thread = threading.Thread(target=self._serve, name="cash-sim", daemon=True)
         self._thread.start()
         return self
+
+    def _own(self) -> None:
+        """Take the state file's owner lock before any shared path is touched."""
+        if self.state_path is not None and self._owner_fd < 0:
+            self._owner_fd = _claim(self.state_path)
 
     def stop(self) -> None:
         """Stop serving, save state, close the pty(s)."""
@@ -820,6 +910,9 @@ class CashSimulator:
             if self._control_path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     self._control_path.unlink()
+        if self._owner_fd >= 0:  # last: until here a command must still see it running
+            _release(self._owner_fd)
+            self._owner_fd = -1
 
     def __enter__(self) -> CashSimulator:
         return self.start()
@@ -1024,7 +1117,12 @@ class CashSimulator:
 
     # -- control socket (for the simulator as its own process) ------------------------
     def serve_control(self, path: Path) -> None:
-        """Listen for JSON-line control commands on a Unix socket."""
+        """Listen for JSON-line control commands on a Unix socket (a stale socket file is replaced).
+
+        Raises:
+            CashSimulatorBusy: another simulator runs on the same state file (its socket stays).
+        """
+        self._own()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -1137,6 +1235,35 @@ class SimControl:
             self.sock.close()
 
 
+def read_levels(state_path: Path, control: Path | None = None) -> tuple[dict[str, dict[int, int]], str]:
+    """What a running simulator holds, read without disturbing it.
+
+    Asked through its control socket when it has one; otherwise read from its state file
+    (written on every change, so never behind what the kiosk has been told).
+
+    Returns:
+        ``{"notes": {fen: count}, "coins": {...}, "cashbox": {...}}`` and where it was read.
+    """
+    if control is not None and control.exists():
+        snap = None
+        with contextlib.suppress(OSError, RuntimeError):  # no answer: the state file tells the same
+            ctl = SimControl(control)
+            try:
+                snap = ctl.snapshot()
+            finally:
+                ctl.close()
+        if snap is not None:
+            levels = {k: {int(v): int(n) for v, n in snap[k].items()} for k in ("notes", "coins", "cashbox")}
+            return levels, f"its control socket {control}"
+    try:
+        data = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read the simulator's state {state_path}: {exc}") from None
+    notes, coins = data.get("notes", {}), data.get("coins", {})
+    out = {"notes": notes.get("levels", {}), "coins": coins.get("levels", {}), "cashbox": notes.get("cashbox", {})}
+    return {k: {int(v): int(n) for v, n in m.items()} for k, m in out.items()}, f"its state file {state_path}"
+
+
 def _parse_counts(text: str, allowed: Iterable[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
     allowed = set(allowed)
@@ -1173,9 +1300,13 @@ def main(argv: list[str] | None = None) -> int:
         notes, coins, Path(args.link), Path(args.coins_link) if args.coins_link else None,
         Path(args.state) if args.state else None,
     )
-    if args.control:
-        sim.serve_control(Path(args.control))
-    sim.start()
+    try:
+        sim.start()
+        if args.control:
+            sim.serve_control(Path(args.control))
+    except CashSimulatorBusy as exc:
+        print(f"cash_sim: {exc}", file=sys.stderr)
+        return 1
     print(f"READY {sim.port_path('notes')}", flush=True)
     stop = threading.Event()
     import signal

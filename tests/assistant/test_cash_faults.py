@@ -461,6 +461,12 @@ async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
     assert await asyncio.to_thread(cli, "--account", "1000000016") == 0
     listing = capsys.readouterr().out
     assert "20261203120000123456" in listing and "recovered" in listing
+    # when it was paid, in the hall's local time and saying so (it used to be the stored UTC)
+    (stamp,) = await db.fetchone("SELECT created_at FROM payment WHERE id = '20261203120000123456'")
+    local = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert listing.startswith("times in Asia/Shanghai (UTC+08:00), the kiosk's time zone")
+    assert f"20261203120000123456  {local:%Y-%m-%d %H:%M:%S}  due 123.45  recovered" in listing
+    assert stamp not in listing
     assert await asyncio.to_thread(cli, "999999") == 1
     assert "no cash payment with the id or serial number '999999'" in capsys.readouterr().err
     assert await asyncio.to_thread(cli, "--account", "1000000099") == 1

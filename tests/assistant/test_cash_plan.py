@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -106,6 +107,12 @@ def test_the_command_writes_table_csv_and_chart(tmp_path: Path, config, capsys) 
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "remittance cycle (cost per day, yuan)" in printed and "float standard for K001" in printed
+    # the float table's columns say what they count (a bare "empty in" used to stand there)
+    assert "empty in" not in printed
+    assert "  unit    denom   load      value  capacity   ran out  lowest" in printed
+    assert re.search(r"\(ran out: in how many of the 40 simulated \d+-day cycles this denomination was empty "
+                     r"when a customer's change needed it;\n   lowest: the fewest pieces of it left during a "
+                     r"cycle, median over the simulated cycles\)", printed)
     files = {p.name.split("-")[-1]: p for p in out.iterdir()}
     assert set(files) == {"summary.txt", "cycles.csv", "float.csv", "chart.png"}
     assert files["chart.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -130,23 +137,50 @@ def test_a_bad_csv_row_stops_the_plan_and_writes_nothing(tmp_path: Path, config,
     assert not out.exists()
 
 
-def test_a_report_that_cannot_be_written_leaves_no_report_and_no_temporary_file(tmp_path: Path, config, capsys) -> None:
-    # a folder where the float table goes: the summary and cycle table used to be in
-    # place already when the rename onto it failed, with two temporary files left over
+def test_a_report_that_cannot_be_written_leaves_no_report_and_no_temporary_file(
+        tmp_path: Path, config, capsys, tiny_disk: Path) -> None:
+    # the disk fills up at the chart, the last file: the summary and the tables used to be in
+    # place already (with temporary files left over) when that write failed
+    import os
+
+    from tests.conftest import fill
+
     csv_path = tmp_path / "h.csv"
     assert main(["cash", "simulate-history", "--days", "7", "--start", "2025-03-03", "--per-day", "20",
                  "--out", str(csv_path)]) == 0
-    out = tmp_path / "reports"
+    out = tiny_disk / "reports"
     out.mkdir()
-    today = date.today().isoformat()
-    in_the_way = out / f"cash-plan-demo-hall-{today}-float.csv"
-    in_the_way.mkdir()
+    filler = fill(tiny_disk)
+    os.truncate(filler, filler.stat().st_size - 32 * 1024)  # room for the text files, not the chart
     capsys.readouterr()
     assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1",
                  "--no-progress", "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert str(in_the_way) in err and "Traceback" not in err
-    assert [p.name for p in out.iterdir()] == [in_the_way.name]
+    assert "No space left on device" in err and "-chart.png" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+def test_a_plan_made_again_the_same_day_keeps_the_earlier_one(tmp_path: Path, config, capsys) -> None:
+    """A second plan on the same day used to overwrite the first one's files (same names)."""
+    csv_path = tmp_path / "h.csv"
+    assert main(["cash", "simulate-history", "--days", "7", "--start", "2025-03-03", "--per-day", "20",
+                 "--out", str(csv_path)]) == 0
+    out = tmp_path / "reports"
+    args = ["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 0
+    first = {p: p.read_bytes() for p in out.iterdir()}
+    assert len(first) == 4
+    assert main([*args[:5], "40", *args[6:]]) == 0  # more simulations: another plan
+    assert {p: p.read_bytes() for p in first} == first  # the first plan is untouched
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "reports (new files, made " in printed and "Asia/Shanghai; earlier plans are kept)" in printed
+    summaries = sorted(out.glob("*-summary.txt"))
+    assert len(summaries) == 3 and len(list(out.iterdir())) == 12
+    # named by the local date and time the plan was made (and -2, -3 within one second)
+    today = datetime.now(ZONE).strftime("%Y-%m-%d")
+    assert all(re.fullmatch(rf"cash-plan-demo-hall-{today}-\d{{6}}(-\d)?-summary\.txt", p.name) for p in summaries)
 
 
 def test_a_full_disk_while_writing_a_report_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -220,3 +254,55 @@ def test_a_bad_float_csv_names_the_line_and_loads_nothing(tmp_path: Path, config
                  str(tmp_path / "h.csv"), "--load", str(db), "--float", str(bad)]) == 2
     assert f"{bad}:3: notes 30 is not a denomination" in capsys.readouterr().err
     assert not db.exists() and not (tmp_path / "h.csv").exists()
+
+
+def test_a_plan_from_too_little_history_says_so_and_from_how_much(tmp_path: Path, config, capsys) -> None:
+    """One payment used to be planned from without a word; now the plan (on the terminal and in
+    the summary file) says how many days and payments it rests on and that it is unreliable."""
+    one = [t for t in generate(1, start=START, zone=ZONE, seed=3, per_day=20) if t.method == "cash"][:1]
+    csv_path = tmp_path / "one.csv"
+    csv_path.write_text(write_csv(one, ZONE))
+    out = tmp_path / "reports"
+    assert main(["cash", "plan", "--csv", str(csv_path), "--simulations", "20", "--workers", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    warning = ("K001 is planned from only 1 day(s) and 1 cash payment(s) (1 payment(s) in all): the plan is "
+               "UNRELIABLE below 28 days or 100 cash payments")
+    assert f"  WARNING: {warning}" in captured.out
+    assert f"cash plan: WARNING: {warning}" in captured.err
+    (summary,) = out.glob("*-summary.txt")
+    assert warning in summary.read_text()
+
+    # enough history (here: the limits lowered to what there is) plans without the warning
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text("[backoffice]\nmin_history_days = 1\nmin_cash_payments = 1\n")
+    assert main(["--config", str(cfg), "cash", "plan", "--csv", str(csv_path), "--simulations", "20",
+                 "--workers", "1", "--no-progress", "--out", str(tmp_path / "r2")]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING" not in captured.out + captured.err
+
+
+def test_plan_from_a_database_that_is_not_one_creates_nothing(tmp_path: Path, config, capsys) -> None:
+    """``cash plan --db`` on an empty file used to turn it into a new kiosk database (then found no
+    payments); now an empty, foreign or missing file is refused naming it, and left as it is."""
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    foreign_bytes = foreign.read_bytes()
+    missing = tmp_path / "missing" / "kiosk.db"
+    for path, why in ((empty, "is an empty file, not a kiosk database"),
+                      (foreign, "is not a kiosk database (it has no kiosk tables)"),
+                      (missing, "does not exist; nothing was created")):
+        assert main(["cash", "plan", "--db", str(path), "--no-progress", "--out", str(tmp_path / "r")]) == 2
+        assert f"cash plan: --db {path} {why}" in capsys.readouterr().err
+    assert empty.read_bytes() == b"" and foreign.read_bytes() == foreign_bytes
+    assert not missing.parent.exists() and not (tmp_path / "r").exists()
+    assert {p.name for p in tmp_path.iterdir()} - {"var"} == {"empty.db", "other.db"}
+    # without --db: the kiosk's own database, named as such
+    assert main(["cash", "plan", "--no-progress"]) == 2
+    assert f"the kiosk database ([storage] path) {tmp_path / 'var' / 'kiosk.db'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "var" / "kiosk.db").exists()

@@ -120,7 +120,11 @@ def test_cash_cli_levels_and_exchange(tmp_path: Path, monkeypatch: pytest.Monkey
     assert main(["cash", "levels", "--db", dbfile]) == 0
     out = capsys.readouterr().out
     assert "notes (SMART_PAYOUT, firmware 0420)" in out
-    assert "  100.00 x   10" in out and "    0.10 x  100" in out
+    # the books column is there before the books know the units ...
+    header = "     value  in unit    books  difference"
+    assert out.count(header) == 2
+    assert "    100.00       10        -           -\n" in out and "      0.10      100        -           -\n" in out
+    assert "  value: 2230.00 yuan in the unit, not in the books yet" in out
     common = ["--db", dbfile, "--unit", "coins", "--bank", "B01", "--bank-pin", "1111",
               "--hall", "H01", "--hall-pin", "3333"]
     assert main(["cash", "exchange", "start", *common]) == 0
@@ -129,7 +133,12 @@ def test_cash_cli_levels_and_exchange(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "closed" in out and "DIFFERENCE" not in out
     assert main(["cash", "levels", "--db", dbfile]) == 0
-    assert "    1.00 x   80" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # ... and stays when the books agree with the counts (it used to be left out then)
+    assert out.count(header) == 2 and "DIFFERENCE" not in out
+    assert "      1.00       80       80           0\n" in out and "    100.00       10       10           0\n" in out
+    assert "  value: 130.00 yuan in the unit, 130.00 yuan in the books" in out
+    assert "cashbox (the recycler cannot count it: books only)\n     value    books\n  value: 0.00 yuan" in out
     assert main(["cash", "exchange", "start", *common[:-4], "--hall", "H01", "--hall-pin", "9999"]) == 2
 
 

@@ -239,7 +239,11 @@ def test_from_file_with_wrong_hash_is_refused_naming_the_file(kit, tmp_path):
     inst = installer(kit, fake)
     with pytest.raises(ModelError) as exc:
         inst.check_local_files()
-    assert str(fake) in str(exc.value) and "matches no archive" in str(exc.value)
+    assert f"--from {fake} ({fake.stat().st_size} bytes, SHA-256 {sha(fake.read_bytes())}) matches no model" \
+        in str(exc.value)
+    # its name is that of the model's archive: the message says it is another version or damaged
+    assert "'asr-small-0.1' is installed from an archive of this name" in str(exc.value)
+    assert "another version or a damaged copy" in str(exc.value)
     # and the install itself does not take it either
     out = inst.install("asr-small-0.1")
     assert out.status == "not-installed"
@@ -303,10 +307,16 @@ def test_folder_already_in_place_is_adopted_when_hashes_match(kit):
 def test_cli_install_list_verify(kit, capsys):
     cfg = str(kit.cfg_file)
     code = cli_main(["--config", cfg, "models", "install", "--all", "--offline", "--from", str(kit.archives)])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    captured = capsys.readouterr()
+    out = captured.out
+    # one entry could not be installed: that is a failure of the command (it used to exit 0)
+    assert code == 1, out
     assert "facepair: installed" in out and "big: installed" in out and "portraits: installed" in out
     assert "asr-small-0.1: not installed: " in out and "provide --from FILE" in out
+    assert "models install: not installed: asr-small-0.1 (see above)" in captured.err
+    # ... unless the caller says an entry no source can provide here is expected (make setup)
+    code = cli_main(["--config", cfg, "models", "install", "--all", "--offline", "--allow-missing"])
+    assert code == 0 and "asr-small-0.1: not installed: " in capsys.readouterr().out
     code = cli_main(["--config", cfg, "models", "list"])
     out = capsys.readouterr().out
     assert code == 0
@@ -320,8 +330,29 @@ def test_cli_install_list_verify(kit, capsys):
     make_zip(bad, {"x": b"y"})
     code = cli_main(["--config", cfg, "models", "install", "big", "--from", str(bad)])
     err = capsys.readouterr().err
-    assert code == 1 and str(bad) in err and "matches no archive" in err
-    assert "Traceback" not in err
+    # the file's own hash and size, and that it matches nothing: not a list of every pinned hash
+    assert code == 1 and "Traceback" not in err
+    assert (f"--from {bad} ({bad.stat().st_size} bytes, SHA-256 {sha(bad.read_bytes())}) matches no model "
+            f"in the manifest {kit.manifest.path}") in err
+    assert len(err.strip().splitlines()) <= 2
+    assert not any(s.sha256 in err for e in kit.manifest.entries.values() for s in e.sources)
+
+
+def test_an_entry_that_fails_to_install_fails_the_command(kit, capsys):
+    """A broken archive (wrong file inside) or an archive no source provides: non-zero, named."""
+    cfg = str(kit.cfg_file)
+    code = cli_main(["--config", cfg, "models", "install", "asr-small-0.1", "--offline"])
+    captured = capsys.readouterr()
+    assert code == 1 and "asr-small-0.1: not installed: " in captured.out
+    assert "models install: not installed: asr-small-0.1" in captured.err
+    # a failure proper fails even with --allow-missing
+    text = kit.manifest.path.read_text()
+    kit.manifest.path.write_text(text.replace(sha(ONNX_B), sha(b"other weights")))
+    code = cli_main(["--config", cfg, "models", "install", "facepair", "--from", str(kit.archives),
+                     "--allow-missing"])
+    captured = capsys.readouterr()
+    assert code == 1 and "facepair: failed: " in captured.out and "rec.onnx has SHA-256" in captured.out
+    assert "models install: FAILED: facepair" in captured.err
 
 
 def test_real_registry_artefact_installs(tmp_path):

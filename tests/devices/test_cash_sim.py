@@ -114,3 +114,50 @@ async def test_simulator_as_its_own_process(tmp_path: Path, root: Path) -> None:
         proc.terminate()
         proc.wait(5)
     assert '"10000": 1' in state.read_text()
+
+
+def test_a_second_simulator_on_the_same_state_leaves_the_running_one_alone(tmp_path: Path, root: Path) -> None:
+    """A second simulator (another kiosk, or a command) used to replace the running one's port link
+    and control socket and write over its state; now it refuses to start and touches nothing."""
+    import os
+    import signal
+
+    import pytest
+
+    from assistant.errors import CashSimulatorBusy
+    from devices.cash_sim import running_simulator
+
+    state = tmp_path / "sim.json"
+    assert running_simulator(state) is None
+    first = make_sim(tmp_path)
+    try:
+        first.serve_control(tmp_path / "sim.sock")
+        assert running_simulator(state) == os.getpid()
+        link_before = os.readlink(tmp_path / "ssp.tty")
+        sock_before = (tmp_path / "sim.sock").stat().st_ino
+        with pytest.raises(CashSimulatorBusy, match=rf"already running on {state} \(process {os.getpid()}\)"):
+            make_sim(tmp_path)
+        assert os.readlink(tmp_path / "ssp.tty") == link_before
+        assert (tmp_path / "sim.sock").stat().st_ino == sock_before
+        ctl = SimControl(tmp_path / "sim.sock")
+        assert ctl.call("ping") == "pong"
+        ctl.close()
+    finally:
+        first.stop()
+    assert running_simulator(state) is None
+    make_sim(tmp_path).stop()  # free again once the first one stopped
+
+    # a simulator killed outright does not block the next one (the kernel drops its lock)
+    proc = _start(root, "--link", str(tmp_path / "ssp.tty"), "--state", str(state))
+    try:
+        assert proc.stdout.readline().startswith("READY ")
+        assert running_simulator(state) == proc.pid
+        second = subprocess.run([sys.executable, "-m", "devices.cash_sim", "--link", str(tmp_path / "x.tty"),
+                                 "--state", str(state)], cwd=root, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and "already running" in second.stderr
+        assert not (tmp_path / "x.tty").exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+    assert running_simulator(state) is None
+    make_sim(tmp_path).stop()
