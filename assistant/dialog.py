@@ -106,6 +106,7 @@ class State(StrEnum):
     SETTINGS = "settings"
     FAULT = "fault"
     ENROL_STAFF = "enrol_staff"
+    ENROL_STAFF_NO = "enrol_staff_no"
     ENROL_PIN = "enrol_pin"
     ENROL_CONSENT = "enrol_consent"
     ENROL_PHONE = "enrol_phone"
@@ -348,7 +349,9 @@ class Session:
     staff_member: StaffMember | None = None
     """The verified staff member (staff menu, enrolment)."""
     pin_member: StaffMember | None = None
-    """The staff member whose face was seen and whose PIN is being asked."""
+    """The staff member whose face was seen (or staff number typed) and whose PIN is being asked."""
+    staff_by_keypad: bool = False
+    """The staff member is identified by a typed staff number, not by face."""
     staff_purpose: str = ""
     staff_pin: str = ""
     second_member: StaffMember | None = None

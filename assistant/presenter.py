@@ -108,6 +108,8 @@ SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
     # A PIN has no heading: nothing on screen says what the digits are for.
     (Screen.ENROL_STAFF, Prompt.STAFF_VERIFY): {"digits": None},
     (Screen.ENROL_STAFF, Prompt.STAFF_PIN): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_PIN_KEYPAD): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_ASK_NUMBER): {"digits": Label.HDR_STAFF_NO},
 }
 
 # Fields that are structure for the screen rather than display strings (booleans too).
@@ -185,7 +187,11 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.SKIP, Label.BTN_SKIP, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    Screen.ENROL_STAFF: ((Action.CANCEL, Label.BTN_CANCEL, False),),
+    # While the camera looks for a staff face: or type the staff number instead.
+    Screen.ENROL_STAFF: (
+        (Action.ENTER, Label.BTN_STAFF_NUMBER, True),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
     Screen.ENROL_CUSTOMER: ((Action.CANCEL, Label.BTN_CANCEL, False),),
     Screen.CASSETTE: (
         (Action.ENTER, Label.BTN_ENTER, True),
@@ -222,6 +228,8 @@ VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     "enrol_staff/staff_pin": _DIGIT_ENTRY,
+    "enrol_staff/staff_pin_keypad": _DIGIT_ENTRY,
+    "enrol_staff/staff_ask_number": _DIGIT_ENTRY,
     "enrol_customer/consent_script": (
         (Action.CONFIRM, Label.BTN_AGREE, True),
         (Action.DENY, Label.BTN_DISAGREE, False),

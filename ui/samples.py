@@ -324,6 +324,16 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             (_say(Prompt.STAFF_PIN, name=hall),),
         ),
         Sample(
+            "enrol_staff_number",
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_ASK_NUMBER, digits=Digits("400"), entry=True),
+            (_say(Prompt.STAFF_ASK_NUMBER),),
+        ),
+        Sample(
+            "enrol_staff_pin_keypad",
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN_KEYPAD, digits=Digits("***"), secret=True),
+            (_say(Prompt.STAFF_PIN_KEYPAD),),
+        ),
+        Sample(
             "enrol_customer_consent",
             _show(Screen.ENROL_CUSTOMER, step=Prompt.CONSENT_SCRIPT),
             (_say(Prompt.CONSENT_SCRIPT),),

@@ -178,16 +178,21 @@ async def test_staff_verification_fails_three_times_and_locks(kiosk, db) -> None
 
 
 async def test_customer_face_is_not_staff(kiosk, db) -> None:
-    """A customer's face does not verify anyone; typing a PIN then fails and is audited."""
+    """A customer's face does not verify anyone: the staff number is asked instead, and a
+    PIN typed for a number nobody has fails and is audited."""
     dialog, _, _ = kiosk
     cust = await CustomerDirectory(db).by_phone("13800138000")
     await run_dialog(dialog, [
         Step(StaffCommand("start_enrolment")),
-        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=cust.user_id), say=[], state="enrol_staff"),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=cust.user_id),
+             say=["staff_face_unknown", "staff_ask_number"], do=[("camera", "stop")], state="enrol_staff_no"),
+        *keys("1234"),
+        Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"], state="enrol_pin"),
         *keys("246810"),
-        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"]),
+        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_ask_number"], state="enrol_staff_no"),
     ])
-    assert (await audit.entries(db, "staff_verify_failed"))[-1].detail["reason"] == "no_staff_face"
+    failed = (await audit.entries(db, "staff_verify_failed"))[-1]
+    assert failed.staff_id is None and failed.detail["reason"] == "unknown_staff_no"
 
 
 async def test_account_of_another_customer_is_refused(kiosk) -> None:

@@ -59,8 +59,12 @@ def test_variants_choose_their_own_buttons(models, zh) -> None:
     assert actions_of(models["card_scan"]) == [Action.SKIP, Action.CANCEL]
     assert actions_of(models["card_scan_readback"]) == [Action.CONFIRM, Action.DENY, Action.SKIP, Action.CANCEL]
     assert models["card_scan_readback"].buttons[1].label == zh.label(Label.BTN_RESCAN)
-    assert actions_of(models["enrol_staff"]) == [Action.CANCEL]
+    # while the camera looks, staff can type their number instead (the big key too)
+    assert actions_of(models["enrol_staff"]) == [Action.ENTER, Action.CANCEL]
+    assert models["enrol_staff"].buttons[0].label == zh.label(Label.BTN_STAFF_NUMBER)
     assert actions_of(models["enrol_staff_pin"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
+    assert actions_of(models["enrol_staff_number"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
+    assert actions_of(models["enrol_staff_pin_keypad"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
     consent = models["enrol_customer_consent"]
     assert [b.label for b in consent.buttons[:2]] == [zh.label(Label.BTN_AGREE), zh.label(Label.BTN_DISAGREE)]
     assert actions_of(models["enrol_customer_phone"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
@@ -86,6 +90,9 @@ def test_titles_and_hints_follow_what_happened(models, zh) -> None:
     assert models["enrol_customer_phone"].labels["digits"] == zh.label(Label.HDR_PHONE)
     assert models["enrol_customer_account"].labels["digits"] == zh.label(Label.HDR_ACCOUNT)
     assert "digits" not in models["enrol_staff_pin"].labels  # a PIN has no heading
+    assert "digits" not in models["enrol_staff_pin_keypad"].labels
+    assert models["enrol_staff_number"].labels["digits"] == zh.label(Label.HDR_STAFF_NO)
+    assert models["enrol_staff_number"].fields["digits"] == "400"  # a staff number is not secret
 
 
 def test_steps_are_shown_with_their_slots_or_left_to_the_caption(models, zh) -> None:
@@ -95,6 +102,8 @@ def test_steps_are_shown_with_their_slots_or_left_to_the_caption(models, zh) -> 
     assert "step" not in models["enrol_staff_pin"].fields
     assert models["enrol_staff_pin"].caption and "{" not in models["enrol_staff_pin"].caption
     assert models["card_scan_readback"].fields["digits"] == "6222 0212 3456 7890 128"
+    # After a typed staff number the PIN prompt has no name: it is shown as it is said.
+    assert models["enrol_staff_pin_keypad"].fields["step"] == zh.render(Prompt.STAFF_PIN_KEYPAD, {}).display
 
 
 def test_cash_shows_change_as_money_and_warns_when_there_is_none(models, zh) -> None:
