@@ -78,7 +78,7 @@ from assistant.messages import (
 )
 from assistant.nlu import Understanding
 from assistant.noncash import NonCashPayments
-from assistant.prompts import Intent, Prompt
+from assistant.prompts import Intent, Prompt, keypad_only
 from assistant.screens import Action, Screen
 from assistant.staff import StaffDirectory, StaffMember
 
@@ -418,6 +418,9 @@ class Dialog(EnrolmentSteps, StaffSteps):
 
     # ------------------------------------------------------------------ helpers for output
     def _say(self, prompt: str, remember: bool = True, **slots: Any) -> None:
+        if not self.services.voice_available:
+            # The customer cannot be heard: never invite them to speak.
+            prompt = keypad_only(prompt)
         cmd = Say(prompt, frozen_map(slots))
         self._out.append(cmd)
         if remember:
@@ -428,6 +431,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self.last_said = []
 
     def _show(self, screen: Screen, **fields: Any) -> None:
+        if not self.services.voice_available:
+            # Instructions shown on the screen are the keypad-only words too.
+            for key in ("question", "step", "guidance"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = keypad_only(fields[key])
         cmd = Show(screen, frozen_map(fields))
         self.last_show = cmd
         self._out.append(cmd)
@@ -843,10 +851,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._ask_account()
 
     # ------------------------------------------------------------------ account number
-    def _account_prompt(self) -> Prompt:
+    def _account_prompt(self) -> str:
         """How to give the account number: spoken or typed, or typed only when the
         customer cannot be heard."""
-        return Prompt.ASK_ACCOUNT if self.services.voice_available else Prompt.ASK_ACCOUNT_KEYS
+        return Prompt.ASK_ACCOUNT if self.services.voice_available else keypad_only(Prompt.ASK_ACCOUNT)
 
     def _ask_account(self, first: str | None = None) -> None:
         s = self.session

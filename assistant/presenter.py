@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from assistant.errors import LocaleError
 from assistant.messages import Amount, Show
-from assistant.prompts import Label, Prompt
+from assistant.prompts import Label, Prompt, spoken_form
 from assistant.screens import Action, Button, Screen, ScreenModel
 
 
@@ -274,7 +274,8 @@ def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
     if screen is Screen.STAFF_MENU and fields.get("out_of_service") and not fields.get("step"):
         return "out_of_service"
     step = fields.get("step")
-    return str(step) if step else ""
+    # A keypad-only instruction has the same buttons as the one it stands for.
+    return spoken_form(str(step)) if step else ""
 
 
 def layout_for(screen: Screen, fields: Mapping[str, Any]) -> tuple[tuple[Action, Label, bool], ...]:
@@ -335,7 +336,7 @@ class Presenter:
         fields: dict[str, str] = {}
         labels: dict[str, str] = {}
         extra: dict[str, Any] = {}
-        step = str(show.fields.get("step", ""))
+        step = spoken_form(str(show.fields.get("step", "")))
         heading = {**FIELD_LABELS, **SCREEN_FIELD_LABELS.get((screen, step), {})}
         for key, value in show.fields.items():
             if key in EXTRA_KEYS or isinstance(value, bool):

@@ -92,6 +92,8 @@ class Prompt(StrEnum):
     """Sorry, did not catch that; say again or use the keys."""
     STILL_THERE = "still_there"
     """Do you need more time? Press confirm or say 需要. {seconds}"""
+    STILL_THERE_KEYS = "still_there_keys"
+    """Without voice input: do you need more time? Press confirm. {seconds}"""
     MORE_TIME_GRANTED = "more_time_granted"
     """OK, take your time."""
     TIMED_OUT = "timed_out"
@@ -153,6 +155,8 @@ class Prompt(StrEnum):
     """{name}, hello."""
     ARREARS = "arrears"
     """Account {account} owes {amount}. Press confirm or say 交 to pay by {method}."""
+    ARREARS_KEYS = "arrears_keys"
+    """Without voice input: account {account} owes {amount}. Press confirm to pay by {method}."""
     NO_ARREARS = "no_arrears"
     """Account {account} owes nothing. {balance} prepaid."""
     CHOOSE_METHOD = "choose_method"
@@ -209,6 +213,8 @@ class Prompt(StrEnum):
     """Received {inserted}; {due} still to pay."""
     CASH_CHANGE_IMPOSSIBLE = "cash_change_impossible"
     """Cannot give change for a {note} note now; it is returned. Smaller note, or say 存进账户."""
+    CASH_CHANGE_IMPOSSIBLE_KEYS = "cash_change_impossible_keys"
+    """Without voice input: cannot give change for a {note} note; it is returned. Smaller note, or press 存入账户."""
     CASH_RECEIVED_IN_FULL = "cash_received_in_full"
     """Received {inserted}: enough (the change actually paid is said next, when it is paid)."""
     CASH_DISPENSING = "cash_dispensing"
@@ -270,6 +276,8 @@ class Prompt(StrEnum):
     """We will register you in a few steps so next time you only need to look at the screen."""
     CONSENT_SCRIPT = "consent_script"
     """The consent script: what face data is used for, stored where, how long, how to delete; say 同意 or 不同意."""
+    CONSENT_SCRIPT_KEYS = "consent_script_keys"
+    """Without voice input: the consent script, ending: press 同意 or 不同意."""
     CONSENT_RECORDED = "consent_recorded"
     """Thank you; your consent is recorded."""
     CONSENT_DECLINED = "consent_declined"
@@ -284,6 +292,8 @@ class Prompt(StrEnum):
     """Your face is registered."""
     ENROL_ASK_PHONE = "enrol_ask_phone"
     """Please say your mobile number one digit at a time, or type it."""
+    ENROL_ASK_PHONE_KEYS = "enrol_ask_phone_keys"
+    """Without voice input: please type your mobile number, then press enter."""
     ENROL_PHONE_READBACK = "enrol_phone_readback"
     """Your mobile number is {phone}, right?"""
     ENROL_PHONE_INVALID = "enrol_phone_invalid"
@@ -292,12 +302,18 @@ class Prompt(StrEnum):
     """This mobile number is already registered; staff will help."""
     ENROL_ASK_ACCOUNT = "enrol_ask_account"
     """Please say or type the electricity account number to link."""
+    ENROL_ASK_ACCOUNT_KEYS = "enrol_ask_account_keys"
+    """Without voice input: please type the electricity account number to link, then press enter."""
     ENROL_ACCOUNT_LINKED = "enrol_account_linked"
     """Account {account} of {name} is linked."""
     ENROL_ASK_MORE_ACCOUNTS = "enrol_ask_more_accounts"
     """Link another account? Say 是 or 跳过."""
+    ENROL_ASK_MORE_ACCOUNTS_KEYS = "enrol_ask_more_accounts_keys"
+    """Without voice input: link another account? Press 是 or 不是."""
     ENROL_ASK_CARD = "enrol_ask_card"
     """To pay by bank card, place it under the camera; or say 跳过."""
+    ENROL_ASK_CARD_KEYS = "enrol_ask_card_keys"
+    """Without voice input: to pay by bank card, place it under the camera; or press 跳过."""
     ENROL_ASK_DEFAULT_METHOD = "enrol_ask_default_method"
     """How do you want to pay next time: cash, bank card or e-wallet?"""
     ENROL_DONE = "enrol_done"
@@ -398,6 +414,8 @@ class Prompt(StrEnum):
     """The cash unit works again; please go on inserting money."""
     CASH_CHANGE_SMALLER = "cash_change_smaller"
     """Cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or say 存进账户."""
+    CASH_CHANGE_SMALLER_KEYS = "cash_change_smaller_keys"
+    """Without voice input: cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or press 存入账户."""
     CASSETTE_CHOOSE_UNIT = "cassette_choose_unit"
     """Both verified: which cassette is exchanged, the notes or the coins?"""
     # --- alerts for halls with few or no staff (staff menu, notifier, customers) -------
@@ -417,6 +435,37 @@ class Prompt(StrEnum):
     """Customers, while no staff are in the hall: for help call {phone}."""
     ALERT_CHANGE_NOTICE = "alert_change_notice"
     """Customers, while no staff are in the hall and change is low: please use small notes or another way to pay; for help call {phone}."""
+
+
+# Prompts that invite the customer to speak -> their wording for a kiosk that cannot hear
+# (no recogniser or microphone: keypad only), which names keys and buttons instead. The
+# dialog says (and shows) the keypad-only form in that mode; the screens choose their
+# buttons by the spoken form (see :func:`spoken_form`).
+KEYPAD_ONLY: dict[str, str] = {
+    Prompt.WELCOME: Prompt.WELCOME_KEYS,
+    Prompt.WELCOME_NO_CAMERA: Prompt.WELCOME_KEYS_NO_CAMERA,
+    Prompt.ASK_ACCOUNT: Prompt.ASK_ACCOUNT_KEYS,
+    Prompt.ARREARS: Prompt.ARREARS_KEYS,
+    Prompt.STILL_THERE: Prompt.STILL_THERE_KEYS,
+    Prompt.CASH_CHANGE_IMPOSSIBLE: Prompt.CASH_CHANGE_IMPOSSIBLE_KEYS,
+    Prompt.CASH_CHANGE_SMALLER: Prompt.CASH_CHANGE_SMALLER_KEYS,
+    Prompt.CONSENT_SCRIPT: Prompt.CONSENT_SCRIPT_KEYS,
+    Prompt.ENROL_ASK_PHONE: Prompt.ENROL_ASK_PHONE_KEYS,
+    Prompt.ENROL_ASK_ACCOUNT: Prompt.ENROL_ASK_ACCOUNT_KEYS,
+    Prompt.ENROL_ASK_MORE_ACCOUNTS: Prompt.ENROL_ASK_MORE_ACCOUNTS_KEYS,
+    Prompt.ENROL_ASK_CARD: Prompt.ENROL_ASK_CARD_KEYS,
+}
+_SPOKEN = {keys: spoken for spoken, keys in KEYPAD_ONLY.items()}
+
+
+def keypad_only(prompt: str) -> str:
+    """The keypad-only form of ``prompt`` (itself when it invites no speaking)."""
+    return KEYPAD_ONLY.get(prompt, prompt)
+
+
+def spoken_form(prompt: str) -> str:
+    """The form of ``prompt`` for a kiosk that hears (itself unless it is a keypad-only form)."""
+    return _SPOKEN.get(prompt, prompt)
 
 
 class Label(StrEnum):

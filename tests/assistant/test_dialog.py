@@ -666,3 +666,52 @@ async def test_arrears_above_the_kiosk_limit_are_not_taken_in_one_keypress(servi
     note = [s for s in dialog.last_said if s.prompt_id == "cash_insert"][0]
     assert note.slots["due"] == Amount(1_000_000)
     assert [due for _, _, due in services.cash.begun] == [1_000_000]
+
+
+SPEAK_WORDS = ("说", "讲")
+"""What an invitation to speak says, in every pack (a keypad-only prompt has none)."""
+
+
+async def test_keypad_only_prompts_never_invite_speaking(services, db, packs) -> None:
+    """Without a recogniser the arrears, the "need more time?" warning and the change
+    problem name the keys and buttons, never "或者说“交”"."""
+    services.voice_available = False
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("idle"), say=["still_there_keys"], state="still_there"),
+            Step(KeyPressed(Key.CONFIRM), say=["more_time_granted", "greeting_named", "arrears_keys"],
+                 state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000), say=["cash_change_impossible_keys"]),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000, detail="smaller_note_fen=5000"),
+                 say=["cash_change_smaller_keys"]),
+        ],
+    )
+    for pid in packs.ids():
+        pack = packs.get(pid)
+        for said in t.says():
+            text = pack.render(said.prompt_id, said.slots).display
+            assert not any(w in text for w in SPEAK_WORDS), (pid, said.prompt_id, text)
+    # with a recogniser the same step still says it can be spoken
+    services.voice_available = True
+    t = await run_dialog(Dialog(services), [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears")])
+    assert "arrears" in t.said() and "arrears_keys" not in t.said()
+
+
+def test_every_keypad_only_wording_names_keys_not_speech(packs) -> None:
+    """Each prompt that invites speaking has a keypad-only form, in every pack, that does not."""
+    from assistant.locale_cli import example_slots
+    from assistant.prompts import KEYPAD_ONLY, keypad_only, spoken_form
+
+    for spoken, keys in KEYPAD_ONLY.items():
+        assert keypad_only(spoken) == keys and spoken_form(keys) == spoken
+        for pid in packs.ids():
+            pack = packs.get(pid)
+            said = pack.render(spoken, example_slots(pack, spoken)).display
+            typed = pack.render(keys, example_slots(pack, keys)).display
+            assert any(w in said for w in SPEAK_WORDS), (pid, spoken, said)
+            assert not any(w in typed for w in SPEAK_WORDS), (pid, keys, typed)
