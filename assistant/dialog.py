@@ -1198,6 +1198,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
 
     def _show_cash(self) -> None:
         s = self.session
+        if s.cash_cancelled:
+            # Being handed back: what is returned, nothing to insert or press.
+            self._show(Screen.CASH, returning=Amount(s.inserted_fen))
+            return
         cash = self.services.cash
         available = cash.change_available() if cash else {}
         self._show(
@@ -1269,7 +1273,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if kind is CashEventKind.CREDITED:
             self._new_turn()
             remaining = max(0, s.amount_fen - s.inserted_fen)
-            if remaining > 0:
+            if s.cash_cancelled:
+                # A note stacked just as the customer cancelled: it is handed back too.
+                self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
+            elif remaining > 0:
                 self._say(Prompt.CASH_INSERTED, inserted=Amount(s.inserted_fen), due=Amount(remaining))
                 if self.state is State.CASH:
                     self._touch()
@@ -1486,6 +1493,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._say(before)
             if s.inserted_fen > 0:
                 self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
+                # The screen says so too, with the amount: no longer "insert ¥23.45 more".
+                self._show_cash()
             self._out.append(DeviceAction("cash", "cancel", frozen_map(payment=s.payment_id)))
         self._enter(State.SETTLING)
         self._wait_for_cash()

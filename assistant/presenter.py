@@ -95,6 +95,7 @@ FIELD_LABELS: dict[str, Label] = {
     "count_out": Label.HDR_COUNT_OUT,
     "count_in": Label.HDR_COUNT_IN,
     "seconds": Label.UNIT_SECONDS,
+    "returning": Label.HDR_RETURNING,
 }
 
 # Headings that differ on one screen (or one step of it) from FIELD_LABELS.
@@ -221,6 +222,8 @@ VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
     "identified/paid_up": ((Action.DONE, Label.BTN_DONE, True),),
     # A card or e-wallet payment in progress: nothing to press but repeat.
     "result/pending": (),
+    # The cash is being handed back: nothing to insert, nothing to press but repeat.
+    "cash/returning": (),
     "card_scan/card_readback": (
         (Action.CONFIRM, Label.BTN_CONFIRM, True),
         (Action.DENY, Label.BTN_RESCAN, False),
@@ -271,6 +274,8 @@ def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
             return "paid_up"
     if screen is Screen.RESULT and fields.get("pending"):
         return "pending"
+    if screen is Screen.CASH and "returning" in fields:
+        return "returning"
     if screen is Screen.STAFF_MENU and fields.get("out_of_service") and not fields.get("step"):
         return "out_of_service"
     step = fields.get("step")
@@ -294,6 +299,8 @@ def title_for(screen: Screen, fields: Mapping[str, Any]) -> Label | None:
             return Label.TITLE_PAYING
         if isinstance(paid, Amount) and paid.fen <= 0:
             return Label.TITLE_NOT_PAID
+    if screen is Screen.CASH and "returning" in fields:
+        return Label.TITLE_CASH_RETURNING
     return TITLES.get(screen)
 
 METHOD_LABEL_PROMPTS = {
@@ -376,6 +383,9 @@ class Presenter:
             labels["hint"] = pack.render(Prompt.OUT_OF_SERVICE_SET, {}).display
         if screen is Screen.WELCOME and show.fields.get("camera") is False:
             labels["hint"] = pack.label(Label.HINT_WELCOME_KEYS)  # nothing sees who stands there
+        if screen is Screen.CASH and "returning" in show.fields:
+            # What is happening to the money, in large type (the same words that are spoken).
+            labels["hint"] = pack.render(Prompt.CASH_RETURNING, {"amount": show.fields["returning"]}).display
         if screen is Screen.HELP:
             # Whether someone is coming, in large type (the same words that are spoken).
             called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF

@@ -32,7 +32,12 @@ class Screen(StrEnum):
     CHOOSE_METHOD = "choose_method"
     """Cash, bank card, e-wallet."""
     CASH = "cash"
-    """Inserted so far, still due, what change can be given."""
+    """Inserted so far, still due, what change can be given.
+
+    With ``returning`` (``Amount``: the customer cancelled, or timed out, and the money
+    inserted is being handed back): titled as returning, that amount large with the
+    words said for it, and no buttons but repeat.
+    """
     RESULT = "result"
     """Paid, change, credited remainder, receipt reference.
 

@@ -277,6 +277,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             ),
         ),
         Sample(
+            "cash_returning",
+            _show(Screen.CASH, returning=Amount(10000)),
+            (_say(Prompt.CASH_RETURNING, amount=Amount(10000)),),
+        ),
+        Sample(
             "result_paying",
             _show(Screen.RESULT, paid=Amount(due), pending=True),
             (_say(Prompt.PAYING_NONCASH, amount=Amount(due), method=Prompt.METHOD_CARD),),

@@ -21,6 +21,7 @@ from assistant.messages import (
     KeyPressed,
     Say,
     SetVoice,
+    Show,
     Timeout,
     Utterance,
 )
@@ -262,6 +263,9 @@ async def test_timeout_during_cash_returns_the_money(services, db) -> None:
                      services.spawner, start=False)
     returning = [s for s in t.says() if s.prompt_id == "cash_returning"][0]
     assert returning.slots["amount"] == Amount(5000)
+    # shown as well: the amount being handed back, instead of what is still due
+    shown = [c for c in t.steps[-1] if isinstance(c, Show)][-1]
+    assert shown.screen == "cash" and shown.fields["returning"] == Amount(5000) and "remaining" not in shown.fields
 
 
 async def test_help_from_anywhere_and_back(services, db) -> None:
