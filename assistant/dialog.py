@@ -166,6 +166,9 @@ COMMON_INTENTS = (
     Intent.CHOOSE_LANGUAGE,
 )
 
+DECIDED = frozenset({FaceOutcome.IDENTIFIED, FaceOutcome.UNCERTAIN, FaceOutcome.UNKNOWN})
+"""Face outcomes that decide who is there (the others are guidance: too small, blurry...)."""
+
 FACE_GUIDANCE = {
     FaceOutcome.NO_FACE: Prompt.FACE_NO_FACE,
     FaceOutcome.SEVERAL_FACES: Prompt.FACE_SEVERAL,
@@ -753,9 +756,19 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._out.append(DeviceAction("camera", "stop"))
         self._to_idle()
 
-    async def _begin_session(self) -> None:
+    async def _begin_session(self, seen: FaceOutcome | None = None) -> None:
+        """A customer is there: welcome them and start looking (or ask for the account number).
+
+        ``seen`` is what the camera already decided at walk-up, when a face started the
+        session: a decision (known, nearly known, unknown) is acted on at once, without
+        asking the customer to look at the screen or the camera to look again.
+        """
         self.session = Session()
         self._new_turn()
+        if seen in DECIDED and self.services.face_available:
+            self._enter(State.IDENTIFYING)
+            self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
+            return
         self._say(welcome_prompt(face=self.services.face_available, voice=self.services.voice_available))
         if not self.services.face_available:
             # No camera or face model: go straight to the account number, no waiting (the
@@ -765,7 +778,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._enter(State.ACCOUNT_ENTRY)
             self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
             return
-        self._say(Prompt.LOOKING)
+        # The welcome has just asked the customer to look at the screen: shown, not said again.
         self._show(Screen.IDENTIFY, guidance=Prompt.LOOKING)
         self._out.append(DeviceAction("camera", "identify"))
         self._enter(State.IDENTIFYING)
@@ -793,7 +806,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if self.state is State.IDLE and event.outcome is not FaceOutcome.NO_FACE:
             if self.services.out_of_service:
                 return
-            await self._begin_session()
+            await self._begin_session(seen=event.outcome)
         if self.state is not State.IDENTIFYING:
             return
         s = self.session

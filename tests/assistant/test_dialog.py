@@ -94,7 +94,7 @@ async def test_face_to_cash_payment_with_change_and_credit(services, db) -> None
         dialog,
         [
             Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid, score=0.7, margin=0.5),
-                 say=["welcome", "looking", "greeting_named", "arrears"], show="identified",
+                 say=["greeting_named", "arrears"], show="identified",
                  state="arrears"),
             Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], show="cash", do=[("cash", "accept")],
                  state="cash"),
@@ -133,7 +133,7 @@ async def test_unknown_face_goes_to_account_number_by_keypad(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome", "looking", "face_unknown", "ask_account"],
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["face_unknown", "ask_account"],
                  show="account_entry", state="account_entry"),
             *[Step(k, say=[], show="account_entry") for k in digits],
             Step(KeyPressed(Key.ENTER), say=["account_readback"], show="confirm", state="confirm_account"),
@@ -167,7 +167,7 @@ async def test_face_quality_guidance_then_fallback(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "looking", "face_too_small"]),
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "face_too_small"]),
             # The same problem again is not repeated aloud.
             Step(FaceSeen(FaceOutcome.TOO_SMALL), say=[]),
             Step(FaceSeen(FaceOutcome.SEVERAL_FACES), say=["face_failed", "ask_account"],
@@ -182,8 +182,7 @@ async def test_repeat_slower_and_language_switch(services, db) -> None:
     t = await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["welcome", "looking",
-                 "greeting_named", "arrears"]),
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["greeting_named", "arrears"]),
             Step(Utterance("再 说 一遍"), say=["greeting_named", "arrears"], show="identified"),
             Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
             Step(Utterance("慢一点"), say=["slower_ack", "greeting_named", "arrears"]),
@@ -300,7 +299,7 @@ async def test_customer_with_no_arrears(services, db) -> None:
     t = await run_dialog(
         dialog,
         [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid),
-              say=["welcome", "looking", "greeting_named", "no_arrears"], state="result")],
+              say=["greeting_named", "no_arrears"], state="result")],
     )
     assert t.says()[-1].slots["balance"] == Amount(2000)
 
@@ -538,8 +537,8 @@ async def test_saying_just_pay_on_the_method_screen_is_answered(services, db) ->
 @pytest.mark.parametrize(
     ("face", "voice", "said", "state"),
     [
-        (True, True, ["welcome", "looking"], "identifying"),
-        (True, False, ["welcome_keys", "looking"], "identifying"),
+        (True, True, ["welcome"], "identifying"),
+        (True, False, ["welcome_keys"], "identifying"),
         (False, True, ["welcome_no_camera"], "account_entry"),
         (False, False, ["welcome_keys_no_camera"], "account_entry"),
     ],
@@ -568,8 +567,7 @@ async def test_account_number_is_asked_the_way_it_can_be_given(services, packs, 
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome_keys" if not voice else "welcome", "looking",
-                                                     "face_unknown", ask], state="account_entry"),
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["face_unknown", ask], state="account_entry"),
             *[Step(KeyPressed(Key(d))) for d in "123"],
             Step(KeyPressed(Key.ENTER), say=["account_digits_wrong", ask], state="account_entry"),
         ],
@@ -586,7 +584,7 @@ async def test_account_number_said_while_the_camera_looks(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(ActionChosen("pay_bill"), say=["welcome", "looking"], state="identifying"),
+            Step(ActionChosen("pay_bill"), say=["welcome"], state="identifying"),
             Step(Utterance("户号三一零零零一二三四五", confidence=0.95), say=["account_readback"],
                  state="confirm_account", do=[("camera", "stop")]),
         ],
