@@ -540,7 +540,7 @@ class Label(StrEnum):
     BTN_CLEAR = "btn_clear"
     """删除 (delete the last digit)"""
     BTN_ENTER = "btn_enter"
-    """确定 (submit the typed digits)"""
+    """确认 (submit the typed digits; the same word as the confirm key that presses it)"""
     HDR_NAME = "hdr_name"
     """客户"""
     HDR_PAID = "hdr_paid"
@@ -683,7 +683,8 @@ class Label(StrEnum):
     HINT_WELCOME_KEYS = "hint_welcome_keys"
     """The welcome hint of a kiosk without a camera: 请按确认键开始"""
     HINT_KEYS = "hint_keys"
-    """按 * 或 # 选择按钮，按确定键执行 (how a customer who cannot see uses the keypad)"""
+    """按 * 或 # 选择按钮，按确认键执行 (how a customer who cannot see uses the keypad; the key
+    named is the one the primary button's badge names, ``key_confirm``)"""
     HINT_NO_CHANGE = "hint_no_change"
     """现在不能找零，请放入正好的金额"""
     HINT_DIGITS = "hint_digits"
