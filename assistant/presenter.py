@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from assistant.errors import LocaleError
-from assistant.messages import Amount, Show
+from assistant.messages import Amount, Count, Show
 from assistant.prompts import Label, Prompt, spoken_form
 from assistant.screens import Action, Button, Screen, ScreenModel
 
@@ -112,6 +112,20 @@ SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
     (Screen.ENROL_STAFF, Prompt.STAFF_PIN_KEYPAD): {"digits": None},
     (Screen.ENROL_STAFF, Prompt.STAFF_ASK_NUMBER): {"digits": Label.HDR_STAFF_NO},
 }
+
+# Settings shown in words, never as a bare step number: field -> (fewer, more) labels.
+SETTING_WORDS: dict[str, tuple[Label, Label]] = {
+    "rate": (Label.SETTING_SLOWER, Label.SETTING_FASTER),
+    "volume": (Label.SETTING_SOFTER, Label.SETTING_LOUDER),
+}
+
+
+def setting_text(pack: Pack, steps: int, fewer: Label, more: Label) -> str:
+    """A speech rate or volume step as words: 标准, 慢1档, 大声2档."""
+    if steps == 0:
+        return pack.label(Label.SETTING_STANDARD)
+    return pack.label(fewer if steps < 0 else more, {"steps": Count(abs(steps))})  # type: ignore[call-arg]
+
 
 # Fields that are structure for the screen rather than display strings (booleans too).
 EXTRA_KEYS = frozenset({"packs", "staff_present", "camera", "length", "rows", "active_row"})
@@ -377,6 +391,11 @@ class Presenter:
             fields[key] = display_value(value, pack)
             if heading.get(key) is not None:
                 labels[key] = pack.label(heading[key])
+        if screen is Screen.SETTINGS:
+            for key, (fewer, more) in SETTING_WORDS.items():
+                value = show.fields.get(key)
+                if isinstance(value, Count):
+                    fields[key] = setting_text(pack, value.value, fewer, more)
         for key, label_id in SCREEN_TEXTS.get(screen, ()):
             labels.setdefault(key, pack.label(label_id))
         if screen is Screen.STAFF_MENU and show.fields.get("out_of_service"):

@@ -311,6 +311,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             _show(Screen.SETTINGS, text_size=Count(125), rate=Count(-1), volume=Count(2)),
             (_say(Prompt.SETTINGS_INTRO),),
         ),
+        Sample(
+            "settings_default",
+            _show(Screen.SETTINGS, text_size=Count(100), rate=Count(0), volume=Count(0)),
+            (_say(Prompt.SETTINGS_INTRO),),
+        ),
         Sample("card_scan", _show(Screen.CARD_SCAN, step=Prompt.ENROL_ASK_CARD), (_say(Prompt.ENROL_ASK_CARD),)),
         Sample("card_scan_cut_off", _show(Screen.CARD_SCAN, step=Prompt.CARD_CUT_OFF), (_say(Prompt.CARD_CUT_OFF),)),
         Sample(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.messages import Amount, Show, frozen_map
+from assistant.messages import Amount, Count, Show, frozen_map
 from assistant.presenter import TITLES, Presenter
 from assistant.prompts import Label, Prompt
 from assistant.screens import Action, Screen
@@ -144,3 +144,23 @@ def test_welcome_without_a_camera_asks_for_the_key_not_to_stand_in_front(packs) 
     assert shown[True].labels["hint"] == zh.label(Label.HINT_WELCOME) == "请站到屏幕前，或按确认键开始"
     assert shown[False].labels["hint"] == zh.label(Label.HINT_WELCOME_KEYS) == "请按确认键开始"
     assert "camera" not in shown[False].fields
+
+
+def test_settings_show_speech_rate_and_volume_in_words_never_a_bare_number(models, zh, packs) -> None:
+    """At the default the settings screen showed "说话快慢 0" and "声音大小 0"."""
+    default = models["settings_default"]
+    assert default.fields["rate"] == default.fields["volume"] == zh.label(Label.SETTING_STANDARD)
+    assert default.fields["text_size"] == "100"  # drawn with its % sign
+    changed = models["settings"]  # one step slower, two steps louder
+    assert changed.fields["rate"] == zh.label(Label.SETTING_SLOWER, {"steps": "1"})
+    assert changed.fields["volume"] == zh.label(Label.SETTING_LOUDER, {"steps": "2"})
+    source, ids = packs
+    presenter = Presenter(source.get)
+    for pid in ids:
+        pack = source.get(pid)
+        for rate, volume in ((0, 0), (-2, -1), (1, 3)):
+            show = Show(Screen.SETTINGS, frozen_map(text_size=Count(100), rate=Count(rate), volume=Count(volume)))
+            m = presenter.present(show, pack)
+            for key in ("rate", "volume"):
+                assert not m.fields[key].lstrip("-").isdigit(), (pid, key, m.fields[key])
+                assert "{" not in m.fields[key]
