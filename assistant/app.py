@@ -241,8 +241,10 @@ async def build_kiosk(
 
 
 def offered_packs(packs: LocaleRegistry) -> tuple[str, ...]:
-    """The packs a customer may choose (one language button each)."""
-    return tuple(packs.offered())
+    """The packs a customer may choose (one language button each): the default first, then
+    the others in a fixed order, so each language button keeps its place."""
+    offered = packs.offered()
+    return tuple(sorted(offered, key=lambda pid: (pid != packs.default_id, pid)))
 
 
 async def _watch_alerts(alerts: Any, services: DialogServices, stop: asyncio.Event) -> None:

@@ -419,10 +419,13 @@ class Presenter:
                 text = _with_method(pack, label, text, method)
             buttons.append(Button(action, text, primary))
         buttons.append(Button(Action.REPEAT, pack.label(Label.BTN_REPEAT)))
-        for pid in packs:
-            if pid != pack.id:
+        if len(packs) > 1:
+            # One button per language, in the same order on every screen and in every
+            # language (the one in use included, marked as chosen), so each stays in its
+            # place; each is named in its own language.
+            for pid in packs:
                 other = self.pack_lookup(pid)
-                buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid))
+                buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid, current=pid == pack.id))
         if any(b.primary for b in buttons):
             labels["key_confirm"] = pack.label(Label.KEY_CONFIRM)
         title_id = title_for(screen, show.fields)

@@ -162,6 +162,8 @@ class Button:
     """The one primary action (also triggered by the physical confirm key)."""
     value: str = ""
     """Extra value reported with the action (e.g. a pack id)."""
+    current: bool = False
+    """A language button of the pack in use (drawn as chosen; it keeps its place)."""
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,12 @@ def test_buttons_are_worded_with_one_primary_first(models, packs) -> None:
 
 def test_each_language_button_is_labelled_in_its_own_language(models, packs) -> None:
     source, _ = packs
-    zh = {b.label for b in models["welcome"].buttons if b.action == Action.LANGUAGE}
-    yue = {b.label for b in models["welcome_yue"].buttons if b.action == Action.LANGUAGE}
+    zh = [(b.label, b.current) for b in models["welcome"].buttons if b.action == Action.LANGUAGE]
+    yue = [(b.label, b.current) for b in models["welcome_yue"].buttons if b.action == Action.LANGUAGE]
     name = {pid: source.get(pid).label(Label.PACK_NAME) for pid in ("zh-CN", "yue", "zh-CN-sichuan")}
-    assert zh == {name["yue"], name["zh-CN-sichuan"]}
-    assert yue == {name["zh-CN"], name["zh-CN-sichuan"]}
+    # every language, in the same order, the one in use marked as chosen
+    assert zh == [(name["zh-CN"], True), (name["yue"], False), (name["zh-CN-sichuan"], False)]
+    assert yue == [(name["zh-CN"], False), (name["yue"], True), (name["zh-CN-sichuan"], False)]
 
 
 def actions_of(model) -> list[str]:
