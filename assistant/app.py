@@ -28,6 +28,7 @@ from assistant.enrolment import Enrolments
 from assistant.errors import KioskError
 from assistant.kiosk import Display, Kiosk, Transcript, Voice
 from assistant.locale import LocaleRegistry, install_reload_signal, pid_file, pid_record
+from assistant.messages import PacksReloaded
 from assistant.nlu import PackUnderstanding
 from assistant.noncash import NonCashPayments
 from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
@@ -138,7 +139,7 @@ async def build_kiosk(
             enrolments=enrolments,
             cash=cash,
             noncash=noncash,
-            packs=tuple(packs.offered()),
+            packs=offered_packs(packs),
             hall_phone=config.kiosk.hall_phone,
         )
         dialog = Dialog(services, dialog_config)
@@ -201,12 +202,20 @@ async def build_kiosk(
         def packs_reloaded(problems: list[Any]) -> None:
             # the language buttons and the packs a customer may ask for follow the reload
             if not problems:
-                services.packs = tuple(packs.offered())
+                services.packs = offered_packs(packs)
 
         def reload_locales() -> list[Any]:
+            # from the staff menu: the dialog draws the staff menu again itself
             problems = packs.reload()
             packs_reloaded(problems)
             return problems
+
+        def reloaded_from_outside(problems: list[Any]) -> None:
+            # 'locales reload' (SIGHUP): nothing else would draw the screen on display again
+            # until the customer pressed something
+            packs_reloaded(problems)
+            if not problems:
+                kiosk.post(PacksReloaded())
 
         services.reload_locales = reload_locales
 
@@ -215,7 +224,7 @@ async def build_kiosk(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(pid_record(os.getpid()) + "\n")
             closers.append(lambda: path.unlink(missing_ok=True))
-            install_reload_signal(packs, on_result=packs_reloaded)
+            install_reload_signal(packs, on_result=reloaded_from_outside)
         for p in problems:
             kiosk.transcript.add("info", p)
         return KioskParts(
@@ -229,6 +238,13 @@ async def build_kiosk(
                     await result
         await db.close()
         raise
+
+
+def offered_packs(packs: LocaleRegistry) -> tuple[str, ...]:
+    """The packs a customer may choose (one language button each): the default first, then
+    the others in a fixed order, so each language button keeps its place."""
+    offered = packs.offered()
+    return tuple(sorted(offered, key=lambda pid: (pid != packs.default_id, pid)))
 
 
 async def _watch_alerts(alerts: Any, services: DialogServices, stop: asyncio.Event) -> None:

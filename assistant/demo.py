@@ -174,7 +174,7 @@ async def demo(config: Config, out: Path, args: argparse.Namespace) -> int:
     """Set up a fresh demo kiosk in ``out``, run both sessions, print and write the results."""
     from assistant.app import build_kiosk
     from assistant.cash_setup import demo_cash
-    from assistant.face_cli import enrol_photos, record_consent
+    from assistant.face_cli import demo_consent_staff, enrol_photos, record_consent
     from assistant.models import Layout
     from assistant.seed import seed
     from assistant.storage import Database
@@ -206,7 +206,8 @@ async def demo(config: Config, out: Path, args: argparse.Namespace) -> int:
         if parts.face is None:
             raise RuntimeError("face recognition is not available: " + "; ".join(parts.problems))
         row = await parts.db.fetchone("SELECT id FROM login_user WHERE phone = '13800138000'")
-        await record_consent(parts.db, int(row[0]), None)
+        staff = await parts.db.fetchone("SELECT id FROM staff WHERE staff_no = ?", (demo_consent_staff(),))
+        await record_consent(parts.db, int(row[0]), int(staff[0]))
         await enrol_photos(parts.face, int(row[0]), [data / args.enrol_photo])
         transcript.add("info", f"enrolled customer {row[0]} from {args.enrol_photo}")
         stop = asyncio.Event()

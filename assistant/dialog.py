@@ -79,7 +79,7 @@ from assistant.messages import (
 )
 from assistant.nlu import Understanding
 from assistant.noncash import NonCashPayments
-from assistant.prompts import Intent, Prompt
+from assistant.prompts import Intent, Prompt, keypad_only
 from assistant.screens import Action, Screen
 from assistant.staff import StaffDirectory, StaffMember
 
@@ -107,6 +107,7 @@ class State(StrEnum):
     SETTINGS = "settings"
     FAULT = "fault"
     ENROL_STAFF = "enrol_staff"
+    ENROL_STAFF_NO = "enrol_staff_no"
     ENROL_PIN = "enrol_pin"
     ENROL_CONSENT = "enrol_consent"
     ENROL_PHONE = "enrol_phone"
@@ -165,6 +166,9 @@ COMMON_INTENTS = (
     Intent.HELP,
     Intent.CHOOSE_LANGUAGE,
 )
+
+DECIDED = frozenset({FaceOutcome.IDENTIFIED, FaceOutcome.UNCERTAIN, FaceOutcome.UNKNOWN})
+"""Face outcomes that decide who is there (the others are guidance: too small, blurry...)."""
 
 FACE_GUIDANCE = {
     FaceOutcome.NO_FACE: Prompt.FACE_NO_FACE,
@@ -349,7 +353,9 @@ class Session:
     staff_member: StaffMember | None = None
     """The verified staff member (staff menu, enrolment)."""
     pin_member: StaffMember | None = None
-    """The staff member whose face was seen and whose PIN is being asked."""
+    """The staff member whose face was seen (or staff number typed) and whose PIN is being asked."""
+    staff_by_keypad: bool = False
+    """The staff member is identified by a typed staff number, not by face."""
     staff_purpose: str = ""
     staff_pin: str = ""
     second_member: StaffMember | None = None
@@ -416,6 +422,9 @@ class Dialog(EnrolmentSteps, StaffSteps):
 
     # ------------------------------------------------------------------ helpers for output
     def _say(self, prompt: str, remember: bool = True, **slots: Any) -> None:
+        if not self.services.voice_available:
+            # The customer cannot be heard: never invite them to speak.
+            prompt = keypad_only(prompt)
         cmd = Say(prompt, frozen_map(slots))
         self._out.append(cmd)
         if remember:
@@ -426,6 +435,11 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self.last_said = []
 
     def _show(self, screen: Screen, **fields: Any) -> None:
+        if not self.services.voice_available:
+            # Instructions shown on the screen are the keypad-only words too.
+            for key in ("question", "step", "guidance"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = keypad_only(fields[key])
         cmd = Show(screen, frozen_map(fields))
         self.last_show = cmd
         self._out.append(cmd)
@@ -743,9 +757,19 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._out.append(DeviceAction("camera", "stop"))
         self._to_idle()
 
-    async def _begin_session(self) -> None:
+    async def _begin_session(self, seen: FaceOutcome | None = None) -> None:
+        """A customer is there: welcome them and start looking (or ask for the account number).
+
+        ``seen`` is what the camera already decided at walk-up, when a face started the
+        session: a decision (known, nearly known, unknown) is acted on at once, without
+        asking the customer to look at the screen or the camera to look again.
+        """
         self.session = Session()
         self._new_turn()
+        if seen in DECIDED and self.services.face_available:
+            self._enter(State.IDENTIFYING)
+            self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
+            return
         self._say(welcome_prompt(face=self.services.face_available, voice=self.services.voice_available))
         if not self.services.face_available:
             # No camera or face model: go straight to the account number, no waiting (the
@@ -755,7 +779,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._enter(State.ACCOUNT_ENTRY)
             self._listen(Intent.ACCOUNT_NUMBER, Intent.CANCEL)
             return
-        self._say(Prompt.LOOKING)
+        # The welcome has just asked the customer to look at the screen: shown, not said again.
         self._show(Screen.IDENTIFY, guidance=Prompt.LOOKING)
         self._out.append(DeviceAction("camera", "identify"))
         self._enter(State.IDENTIFYING)
@@ -783,7 +807,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if self.state is State.IDLE and event.outcome is not FaceOutcome.NO_FACE:
             if self.services.out_of_service:
                 return
-            await self._begin_session()
+            await self._begin_session(seen=event.outcome)
         if self.state is not State.IDENTIFYING:
             return
         s = self.session
@@ -841,10 +865,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._ask_account()
 
     # ------------------------------------------------------------------ account number
-    def _account_prompt(self) -> Prompt:
+    def _account_prompt(self) -> str:
         """How to give the account number: spoken or typed, or typed only when the
         customer cannot be heard."""
-        return Prompt.ASK_ACCOUNT if self.services.voice_available else Prompt.ASK_ACCOUNT_KEYS
+        return Prompt.ASK_ACCOUNT if self.services.voice_available else keypad_only(Prompt.ASK_ACCOUNT)
 
     def _ask_account(self, first: str | None = None) -> None:
         s = self.session
@@ -1198,6 +1222,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
 
     def _show_cash(self) -> None:
         s = self.session
+        if s.cash_cancelled:
+            # Being handed back: what is returned, nothing to insert or press.
+            self._show(Screen.CASH, returning=Amount(s.inserted_fen))
+            return
         cash = self.services.cash
         available = cash.change_available() if cash else {}
         self._show(
@@ -1269,7 +1297,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if kind is CashEventKind.CREDITED:
             self._new_turn()
             remaining = max(0, s.amount_fen - s.inserted_fen)
-            if remaining > 0:
+            if s.cash_cancelled:
+                # A note stacked just as the customer cancelled: it is handed back too.
+                self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
+            elif remaining > 0:
                 self._say(Prompt.CASH_INSERTED, inserted=Amount(s.inserted_fen), due=Amount(remaining))
                 if self.state is State.CASH:
                     self._touch()
@@ -1489,6 +1520,8 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._say(before)
             if s.inserted_fen > 0:
                 self._say(Prompt.CASH_RETURNING, amount=Amount(s.inserted_fen))
+                # The screen says so too, with the amount: no longer "insert ¥23.45 more".
+                self._show_cash()
             self._out.append(DeviceAction("cash", "cancel", frozen_map(payment=s.payment_id)))
         self._enter(State.SETTLING)
         self._wait_for_cash()

@@ -1,7 +1,8 @@
 """The staff-guided enrolment conversation (part of :class:`assistant.dialog.Dialog`).
 
 Staff say the start phrase (or touch 办理业务); the kiosk verifies them (an enrolled
-staff member's face plus a PIN), then guides the customer step by step: separate
+staff member's face, or without a camera their staff number typed on the keypad, plus
+a PIN), then guides the customer step by step: separate
 consent for face data, phone number, electricity account number(s), face capture,
 bank-card binding (optional), default payment method. Every step can be repeated
 or skipped where it is optional; cancelling anywhere keeps nothing.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from assistant.dialog import Dialog
 
 PHONE_DIGITS = 11
+MAX_STAFF_NO_DIGITS = 8
 MAX_CARD_SCANS = 3
 
 
@@ -41,25 +43,58 @@ class EnrolmentSteps:
 
     # ------------------------------------------------------------------ start and staff
     async def _start_enrolment(self: Dialog, purpose: str = "enrolment") -> None:
-        """Verify a staff member first (face + PIN), then enrol or open the staff menu."""
-        from assistant.dialog import State
-
+        """Verify a staff member first (face or staff number, then PIN), then enrol or open the staff menu."""
         s = self.session
         s.staff_purpose = purpose
         if self.services.staff is None or (purpose == "enrolment" and self.services.enrolments is None):
             self._new_turn()
             self._say(Prompt.ERROR_OUT_OF_SERVICE, phone=Digits(self.services.hall_phone))
             return
-        s.digits = ""
         s.staff_member = None
-        s.pin_member = None
         s.staff_purpose = purpose
         self._new_turn()
-        self._say(Prompt.STAFF_VERIFY)
+        self._identify_staff()
+
+    def _identify_staff(self: Dialog, intro: str | None = None) -> None:
+        """Find out which staff member is there: by face where a camera works, else by the
+        staff number typed on the keypad. ``intro`` is said first (the cassette exchange
+        names whose turn it is); without it the camera step says ``staff_verify``."""
+        from assistant.dialog import State
+
+        s = self.session
+        s.digits = ""
+        s.pin_member = None
+        s.staff_by_keypad = False
+        if not self.services.face_available:
+            # No camera or face model: nobody can be "looked at"; the staff number it is.
+            if intro is not None:
+                self._say(intro)
+            self._ask_staff_number()
+            return
+        self._say(intro or Prompt.STAFF_VERIFY)
         self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_VERIFY, digits=Digits(""))
         self._out.append(DeviceAction("camera", "identify", _args(purpose="staff")))
         self._enter(State.ENROL_STAFF)
         self._listen(Intent.CANCEL)
+
+    def _ask_staff_number(self: Dialog, first: str | None = None, say: bool = True) -> None:
+        """Staff number on the keypad (letters by their keypad digit), then the PIN."""
+        from assistant.dialog import State
+
+        s = self.session
+        s.digits = ""
+        s.pin_member = None
+        s.staff_by_keypad = True
+        if first is not None:
+            self._say(first)
+        if say:
+            self._say(Prompt.STAFF_ASK_NUMBER)
+        self._show_staff_number()
+        self._enter(State.ENROL_STAFF_NO)
+        self._listen(Intent.CANCEL)
+
+    def _show_staff_number(self: Dialog) -> None:
+        self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_ASK_NUMBER, digits=Digits(self.session.digits), entry=True)
 
     async def _enrol_face_event(self: Dialog, event: Event) -> bool:
         """Face events during enrolment; True when handled."""
@@ -67,6 +102,7 @@ class EnrolmentSteps:
 
         s = self.session
         if self.state is State.ENROL_STAFF and isinstance(event, FaceSeen):
+            member = None
             if event.outcome is FaceOutcome.IDENTIFIED and event.customer_id is not None:
                 assert self.services.staff is not None
                 member = await self.services.staff.by_user(event.customer_id)
@@ -74,6 +110,13 @@ class EnrolmentSteps:
                     s.pin_member = member
                     self._out.append(DeviceAction("camera", "stop"))
                     self._ask_pin()
+                    return True
+            if event.outcome in (FaceOutcome.IDENTIFIED, FaceOutcome.UNCERTAIN, FaceOutcome.UNKNOWN):
+                # Not a staff member's face (a customer's, or nobody the kiosk knows): the
+                # staff number on the keypad is the other way in.
+                self._out.append(DeviceAction("camera", "stop"))
+                self._new_turn()
+                self._ask_staff_number(first=Prompt.STAFF_FACE_UNKNOWN)
             return True
         if self.state is State.ENROL_FACE:
             if isinstance(event, FaceCaptured):
@@ -87,37 +130,74 @@ class EnrolmentSteps:
                 return True
         return isinstance(event, FaceCaptured)
 
+    def _pin_prompt(self: Dialog) -> tuple[str, dict[str, Any]]:
+        """The PIN request: by name after a staff face, without one after a typed number
+        (whether that number exists is not told before the PIN is checked)."""
+        s = self.session
+        if s.pin_member is not None and not s.staff_by_keypad:
+            return Prompt.STAFF_PIN, {"name": mask_name(s.pin_member.name)}
+        return Prompt.STAFF_PIN_KEYPAD, {}
+
     def _ask_pin(self: Dialog) -> None:
         from assistant.dialog import State
 
         s = self.session
         s.digits = ""
         self._new_turn()
-        name = mask_name(s.pin_member.name) if s.pin_member else mask_name("")
-        self._say(Prompt.STAFF_PIN, name=name)
-        self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
+        prompt, slots = self._pin_prompt()
+        self._say(prompt, **slots)
+        self._show(Screen.ENROL_STAFF, step=prompt, digits=Digits(""), secret=True)
         self._enter(State.ENROL_PIN)
         self._listen(Intent.CANCEL)
 
     async def _in_enrol_staff(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         if intent == "digit":
-            # Staff whose face is not found can still type the PIN (it will fail
-            # without a recognised staff face, and the failure is audited).
+            # Typing while the camera looks: the staff number, starting with this digit.
             self._out.append(DeviceAction("camera", "stop"))
+            self._ask_staff_number(say=False)
+            await self._in_enrol_staff_no(intent, slots, conf, event)
+        elif intent in ("enter", Intent.CONFIRM):
+            # The "type the staff number" button (or the big key): stop looking.
+            self._out.append(DeviceAction("camera", "stop"))
+            self._new_turn()
+            self._ask_staff_number()
+
+    async def _in_enrol_staff_no(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        s = self.session
+        if intent == "digit":
+            if len(s.digits) < MAX_STAFF_NO_DIGITS:
+                s.digits += str(slots["digit"])
+            self._touch()
+            self._show_staff_number()
+            return
+        if intent == "clear":
+            s.digits = s.digits[:-1]
+            self._touch()
+            self._show_staff_number()
+            return
+        if intent in ("enter", Intent.CONFIRM):
+            if not s.digits:
+                self._touch()
+                self._new_turn()
+                self._say(Prompt.STAFF_ASK_NUMBER)
+                return
+            assert self.services.staff is not None
+            s.pin_member = await self.services.staff.by_keypad(s.digits)
+            s.staff_by_keypad = True
             self._ask_pin()
-            await self._in_enrol_pin(intent, slots, conf, event)
 
     async def _in_enrol_pin(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
         s = self.session
+        prompt, prompt_slots = self._pin_prompt()
         if intent == "digit":
             if len(s.digits) < 12:
                 s.digits += str(slots["digit"])
             self._touch()
-            self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits("*" * len(s.digits)), secret=True)
+            self._show(Screen.ENROL_STAFF, step=prompt, digits=Digits("*" * len(s.digits)), secret=True)
             return
         if intent == "clear":
             s.digits = ""
-            self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
+            self._show(Screen.ENROL_STAFF, step=prompt, digits=Digits(""), secret=True)
             return
         if intent in ("enter", Intent.CONFIRM):
             assert self.services.staff is not None
@@ -125,7 +205,10 @@ class EnrolmentSteps:
             role_ok = s.staff_purpose != "enrolment" or s.pin_member is None or s.pin_member.role != "bank"
             try:
                 member = await self.services.staff.verify(
-                    s.pin_member if role_ok else None, pin, purpose=s.staff_purpose or "enrolment"
+                    s.pin_member if role_ok else None,
+                    pin,
+                    purpose=s.staff_purpose or "enrolment",
+                    by="keypad" if s.staff_by_keypad else "face",
                 )
             except StaffLocked:
                 self._new_turn()
@@ -134,9 +217,13 @@ class EnrolmentSteps:
                 return
             except StaffVerificationFailed:
                 self._new_turn()
+                if s.staff_by_keypad:
+                    # The number or the PIN was wrong (which is not told): both again.
+                    self._ask_staff_number(first=Prompt.STAFF_REFUSED)
+                    return
                 self._say(Prompt.STAFF_REFUSED)
-                self._say(Prompt.STAFF_PIN, name=mask_name(s.pin_member.name if s.pin_member else ""))
-                self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits(""), secret=True)
+                self._say(prompt, **prompt_slots)
+                self._show(Screen.ENROL_STAFF, step=prompt, digits=Digits(""), secret=True)
                 self._touch()
                 return
             self._after_staff_verified(member, pin)

@@ -1,7 +1,8 @@
 """Staff functions (part of :class:`assistant.dialog.Dialog`): the verified staff menu.
 
 Staff say "工作人员菜单" or touch 办理业务 on the welcome screen; the kiosk verifies
-them (face of an enrolled staff member plus PIN, as for enrolment) and offers: start
+them (face of an enrolled staff member, or the staff number typed on the keypad, plus
+PIN, as for enrolment) and offers: start
 an enrolment, clear a device fault, exchange a cash cassette under dual control
 (a bank staff member and a hall staff member, both verified, counts out and in
 recorded), reload the locale packs, and take the kiosk out of service (or back).
@@ -97,9 +98,7 @@ class StaffSteps:
 
     # ------------------------------------------------------------------ cassette exchange
     def _start_cassette(self: Dialog) -> None:
-        """Dual control: the other role must verify too (face + PIN)."""
-        from assistant.dialog import State
-
+        """Dual control: the other role must verify too (face or staff number, + PIN)."""
         s = self.session
         first = s.staff_member
         assert first is not None
@@ -109,14 +108,8 @@ class StaffSteps:
             self._show_staff_menu()
             return
         s.staff_purpose = "cassette_second"
-        s.digits = ""
         s.second_member = None
-        s.pin_member = None
-        self._say(Prompt.CASSETTE_HALL_VERIFY if first.role == "bank" else Prompt.CASSETTE_BANK_VERIFY)
-        self._show(Screen.ENROL_STAFF, step=Prompt.STAFF_VERIFY, digits=Digits(""))
-        self._out.append(DeviceAction("camera", "identify", frozen_map(purpose="staff")))
-        self._enter(State.ENROL_STAFF)
-        self._listen(Intent.CANCEL)
+        self._identify_staff(Prompt.CASSETTE_HALL_VERIFY if first.role == "bank" else Prompt.CASSETTE_BANK_VERIFY)
 
     def _second_staff_verified(self: Dialog, member: Any, pin: str) -> None:
         from assistant.dialog import State

@@ -6,6 +6,11 @@ across thresholds with the threshold recommended for a target false-accept rate.
 ``forget`` deletes one customer's face data on request, ``purge`` deletes what is
 older than the retention period, ``enrol-photo`` enrols demo customers from photos
 and ``identify`` shows what the kiosk would decide for a photo.
+
+Every face-consent decision these tools record (granted or withdrawn) names the staff
+member who took it (``--staff``). A customer who withdrew their consent is never
+enrolled again by ``enrol-demo`` unless staff record that the customer consented anew
+(``--renew-consent --staff STAFF_NO``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +198,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--phone", help="the customer's login phone number")
     who.add_argument("--user", type=int, help="the customer's login user id")
-    p.add_argument("--staff", help="staff number of who handled the request")
+    p.add_argument("--staff", required=True, help="staff number of who handled the request (recorded with the withdrawal)")
     p.set_defaults(func=_cmd_forget)
     p = sub.add_parser("purge", help="delete face data older than the retention period")
     p.add_argument("--days", type=int, help="retention in days (default: [face] retention_days)")
@@ -203,10 +209,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--phone")
     who.add_argument("--user", type=int)
     p.add_argument("--record-consent", action="store_true",
-                   help="record the customer's face consent first (demo data only)")
+                   help="record the customer's face consent first (demo data only; needs --staff)")
     p.add_argument("--staff", help="staff number recorded with the consent")
     p.set_defaults(func=_cmd_enrol_photo)
     p = sub.add_parser("enrol-demo", help="enrol the demo customers' photos (after db seed)")
+    p.add_argument("--staff", help="staff number recorded with each consent (default: the demo's first hall staff member)")
+    p.add_argument("--renew-consent", action="store_true",
+                   help="customers who withdrew their face consent have given it again, to --staff (needs --staff)")
     p.set_defaults(func=_cmd_enrol_demo)
     p = sub.add_parser("identify", help="what the kiosk decides for one photo")
     p.add_argument("photo", type=Path)
@@ -236,6 +245,7 @@ async def _forget(args: argparse.Namespace, config: Config) -> int:
     async with Database(database_path(config)) as db:
         user_id = await _user_id(db, args.phone, args.user)
         staff_id = await _staff_id(db, args.staff)
+        assert staff_id is not None  # --staff is required
         gallery = open_gallery(config, db, section, section.model)
         count = await gallery.forget(user_id, staff_id)
     print(f"customer {user_id}: {count} face template(s) deleted; consent withdrawal recorded")
@@ -268,10 +278,13 @@ def _cmd_enrol_photo(args: argparse.Namespace, config: Config) -> int:
 async def _enrol_photo(args: argparse.Namespace, config: Config) -> int:
     from assistant.identity import open_face_service
 
+    if args.record_consent and not args.staff:
+        raise FaceError("--record-consent needs --staff STAFF_NO: the staff member who took the customer's consent")
     async with Database(database_path(config)) as db:
         user_id = await _user_id(db, args.phone, args.user)
         staff_id = await _staff_id(db, args.staff)
         if args.record_consent:
+            assert staff_id is not None
             await record_consent(db, user_id, staff_id)
         ident = await open_face_service(config, db)
         row = await enrol_photos(ident, user_id, args.photos)
@@ -279,8 +292,14 @@ async def _enrol_photo(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def record_consent(db: Database, user_id: int, staff_id: int | None, granted: bool = True) -> None:
-    """Record a face-processing consent decision."""
+async def record_consent(db: Database, user_id: int, staff_id: int, granted: bool = True) -> None:
+    """Record a face-processing consent decision, with the staff member who took it.
+
+    Raises:
+        FaceError: no staff member is named (a consent nobody took is not a consent).
+    """
+    if staff_id is None:
+        raise FaceError(f"customer {user_id}: a consent decision needs the staff member who recorded it (--staff)")
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO consent(user_id, purpose, granted, staff_id) VALUES (?, 'face', ?, ?)",
@@ -309,13 +328,36 @@ async def enrol_photos(identifier: object, user_id: int, photos: Sequence[Path])
 
 
 def _cmd_enrol_demo(args: argparse.Namespace, config: Config) -> int:
-    return asyncio.run(enrol_demo(config))
+    return asyncio.run(enrol_demo(config, staff=args.staff, renew_consent=args.renew_consent))
 
 
-async def enrol_demo(config: Config, out=None) -> int:
+def demo_consent_staff() -> str:
+    """The staff number demo consents are recorded with: the demo file's first hall staff member."""
+    from assistant.seed import load_demo
+
+    staff = load_demo().get("staff", [])
+    hall = [s for s in staff if s.get("role") == "hall"] or staff
+    if not hall:
+        raise FaceError("the demo data names no staff member to record the consents; use --staff")
+    return str(hall[0]["staff_no"])
+
+
+async def latest_consent(db: Database, user_id: int) -> Any:
+    """The customer's latest face-consent record (``granted``, ``staff_id``, ``at``), or None."""
+    return await db.fetchone(
+        "SELECT granted, staff_id, at FROM consent WHERE user_id = ? AND purpose = 'face' ORDER BY id DESC LIMIT 1",
+        (user_id,),
+    )
+
+
+async def enrol_demo(config: Config, out=None, err=None, staff: str | None = None, renew_consent: bool = False) -> int:
     """Enrol every demo customer that has a ``face_photo`` (consent recorded as demo data).
 
     Customers already enrolled are left as they are, so running it twice is harmless.
+    A customer with no consent record gets one, taken by ``staff`` (default: the demo's
+    hall staff member). A customer who **withdrew** consent (``face forget``) is refused,
+    named on ``err``, unless ``renew_consent`` says they consented anew, to ``staff``
+    (named explicitly). Returns 1 when a customer was refused, else 0.
     """
     import sys
 
@@ -324,9 +366,15 @@ async def enrol_demo(config: Config, out=None) -> int:
     from assistant.seed import load_demo
 
     out = out or sys.stdout
+    err = err or sys.stderr
+    if renew_consent and not staff:
+        raise FaceError("--renew-consent needs --staff STAFF_NO: the staff member the customers gave their consent to")
+    staff_no = staff or demo_consent_staff()
     data = Layout.from_config(config).data
-    done = 0
+    refused = 0
     async with Database(database_path(config)) as db:
+        staff_id = await _staff_id(db, staff_no)
+        assert staff_id is not None
         ident = await open_face_service(config, db)
         for c in load_demo().get("customers", []):
             if not c.get("face_photo") or not c.get("phone"):
@@ -338,12 +386,23 @@ async def enrol_demo(config: Config, out=None) -> int:
             if ident.gallery.index.owners() & {user_id}:
                 print(f"customer {user_id}: already enrolled", file=out)
                 continue
-            if not await ident.gallery.has_consent(user_id):
-                await record_consent(db, user_id, None)
+            consent = await latest_consent(db, user_id)
+            if consent is not None and not consent["granted"] and not renew_consent:
+                # Withdrawn: only the customer can give it again, and staff must record that.
+                print(
+                    f"customer {user_id}: not enrolled: the customer withdrew face consent on {consent['at']}; "
+                    "only if they consent anew: face enrol-demo --renew-consent --staff STAFF_NO",
+                    file=err,
+                )
+                refused += 1
+                continue
+            if consent is None or not consent["granted"]:
+                await record_consent(db, user_id, staff_id)
+                what = "consent renewed" if consent is not None else "consent recorded"
+                print(f"customer {user_id}: {what} by staff {staff_no}", file=out)
             await enrol_photos(ident, user_id, [data / str(c["face_photo"])])
             print(f"customer {user_id}: enrolled from {c['face_photo']}", file=out)
-            done += 1
-    return 0
+    return 1 if refused else 0
 
 
 def _cmd_identify(args: argparse.Namespace, config: Config) -> int:
@@ -376,7 +435,7 @@ async def _staff_id(db: Database, staff_no: str | None) -> int | None:
         return None
     row = await db.fetchone("SELECT id FROM staff WHERE staff_no = ?", (staff_no,))
     if row is None:
-        raise FaceError(f"no staff member {staff_no}")
+        raise FaceError(f"no staff member {staff_no} (the demo staff are added by: python main.py db seed)")
     return int(row[0])
 
 

@@ -558,11 +558,12 @@ class Gallery:
         )
         return bool(row and row["granted"])
 
-    async def forget(self, user_id: int, staff_id: int | None = None) -> int:
+    async def forget(self, user_id: int, staff_id: int) -> int:
         """Delete every face template and photo of a customer (all models).
 
-        A consent withdrawal is recorded too, so the face is not enrolled again
-        without fresh consent. Returns the number of templates deleted.
+        A consent withdrawal is recorded too, with ``staff_id`` (the staff member who
+        took the request), so the face is not enrolled again without fresh consent.
+        Returns the number of templates deleted.
         """
         async with self.db.transaction() as tx:
             cur = await tx.execute("DELETE FROM face_embedding WHERE user_id = ?", (user_id,))

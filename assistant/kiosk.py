@@ -27,6 +27,7 @@ from assistant.messages import (
     EndSession,
     Event,
     Listen,
+    PacksReloaded,
     Say,
     SetTextSize,
     SetVoice,
@@ -226,6 +227,8 @@ class Kiosk:
         self._speech_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_show: Show | None = None
+        self._last_caption: tuple[tuple[Say, str], ...] = ()
+        """The prompts the screen on display is captioned with (drawn again after a reload)."""
         self.speaking = asyncio.Event()
         self._silent = asyncio.Event()
         self._silent.set()
@@ -278,6 +281,15 @@ class Kiosk:
         """
         if not isinstance(event, SpeechFinished):
             self.transcript.add("event", _describe(event))
+        if isinstance(event, PacksReloaded):
+            # Words and language buttons changed under the screen on display: draw it again
+            # now, not only when the customer next presses something.
+            try:
+                await self.redraw()
+            except Exception as exc:
+                log.exception("runtime: redrawing after a pack reload failed")
+                self.transcript.add("error", f"{type(exc).__name__}: {exc}")
+            return
         try:
             await self.execute_all(await self.dialog.handle(event))
         except Exception as exc:
@@ -304,12 +316,12 @@ class Kiosk:
         screen, so a greeting said on the way (while looking for the face, say) does not
         pile up under the arrears.
         """
-        said: list[str] = []
+        said: list[tuple[Say, str]] = []
         pending_show: Show | None = None
-        caption: list[str] = []
+        caption: list[tuple[Say, str]] = []
         for cmd in commands:
             if isinstance(cmd, Say):
-                said.append(self._say(cmd))
+                said.append((cmd, self._say(cmd)))
             elif isinstance(cmd, Show):
                 pending_show, caption, said = cmd, said, []
             elif isinstance(cmd, SetTextSize):
@@ -326,7 +338,15 @@ class Kiosk:
         if pending_show is None and said and self._last_show is not None:
             pending_show = self._last_show
         if pending_show is not None:
-            await self._show(pending_show, " ".join(caption + said))
+            await self._show(pending_show, (*caption, *said))
+
+    async def redraw(self) -> None:
+        """Draw the screen on display again, with the packs as they are now (after a reload:
+        new words, a language button added or removed); its caption is rendered anew."""
+        if self._last_show is not None:
+            pack = self.pack
+            caption = tuple((s, pack.render(s.prompt_id, s.slots).display) for s, _ in self._last_caption)
+            await self._show(self._last_show, caption)
 
     async def execute(self, cmd: Command) -> None:
         """Execute one non-speech, non-screen command."""
@@ -363,8 +383,11 @@ class Kiosk:
         self._speech.put_nowait((cmd, rendered.speech))
         return rendered.display
 
-    async def _show(self, show: Show, caption: str) -> None:
+    async def _show(self, show: Show, said: tuple[tuple[Say, str], ...]) -> None:
+        """Draw ``show`` captioned with ``said``: the prompts said for it, each with its text."""
         self._last_show = show
+        self._last_caption = said
+        caption = " ".join(text for _, text in said)
         model = self.presenter.present(
             show, self.pack, caption=caption, text_scale=self.text_scale, packs=self.dialog.services.packs
         )

@@ -915,7 +915,8 @@ class LocaleRegistry:
         problems: list[Problem] = []
         packs = load_packs(self.locales_dir, problems)
         if not problems:
-            problems.extend(check_packs(packs, self.locales_dir, font=self.font, default=self.default_id))
+            problems.extend(check_packs(packs, self.locales_dir, font=self.font, default=self.default_id,
+                                        drafts_may_be_unfinished=True))
         if not problems and self.default_id not in packs:
             problems.append(Problem(self.locales_dir / self.default_id, 0, f"the default pack '{self.default_id}' is missing", "restore it or change [kiosk] locale", "schema"))
         return packs, problems

@@ -24,6 +24,13 @@ the line and what to do. Rules (the ``rule`` field of each problem):
     the pack's voice is one espeak-ng has (when espeak-ng is installed).
 ``numbers`` ``list-values``
     the pack's number words read back what they say; ``pack`` list values name packs.
+``own-words``
+    a pack that extends another says in its own words what it is: its ``name``, its
+    ``pack_name`` (its language button) and its ``language_switched`` prompt differ
+    from the base pack's (and from the pack id), so a new dialect never announces that
+    it speaks the base language. ``locales new`` leaves them for the maintainer to
+    write; a running kiosk does not refuse a draft pack for them (drafts are never
+    offered to customers).
 """
 
 from __future__ import annotations
@@ -234,8 +241,13 @@ def check_packs(
     default: str = "zh-CN",
     only: str | None = None,
     skip: frozenset[str] = frozenset(),
+    drafts_may_be_unfinished: bool = False,
 ) -> list[Problem]:
-    """Cross-file rules over loaded packs (see the module docstring); packs in ``skip`` are left out."""
+    """Cross-file rules over loaded packs (see the module docstring); packs in ``skip`` are left out.
+
+    With ``drafts_may_be_unfinished`` (the running kiosk's own check) a draft pack whose
+    self-description is not written yet is not a problem: customers never see a draft.
+    """
     used = used_ids()
     glyphs = font_characters(font) if font else None
     problems: list[Problem] = []
@@ -251,6 +263,8 @@ def check_packs(
         if not any(p.rule == "template" for p in intent_problems) and not _broken_base(pack, packs, used):
             problems += _check_tests(pack, used, packs)
         problems += _check_prompts(pack, used, parent, reference)
+        if parent is not None and not (drafts_may_be_unfinished and pack.draft):
+            problems += _check_own_words(pack, parent)
         problems += _check_numbers(pack)
         problems += _check_voice(pack)
         if glyphs is not None and font is not None:
@@ -467,6 +481,35 @@ def _check_prompts(pack: LocalePack, used: UsedIds, parent: LocalePack | None, r
             extra = ", ".join("{" + p + "}" for p in sorted(mine - theirs))
             detail = "; ".join(x for x in (f"missing {missing}" if missing else "", f"unknown {extra}" if extra else "") if x)
             out.append(Problem(resp, text.line, f"the placeholders of '{key}' differ from {against}: {detail}", f"use exactly {', '.join('{' + p + '}' for p in sorted(theirs)) or 'no placeholders'} (the names cannot be translated)", "placeholders"))
+    return out
+
+
+def _check_own_words(pack: LocalePack, base: LocalePack) -> list[Problem]:
+    """A pack built on another must say what it is in its own words, not the base's."""
+    own = _own(pack)
+    resp = own.path / RESPONSES_FILE
+    meta_path = own.path / PACK_FILE
+    out: list[Problem] = []
+    name = pack.name
+    if name == base.name or name == pack.id:
+        what = f"the base pack's ('{base.id}')" if name == base.name else "the pack id"
+        out.append(Problem(meta_path, line_of(own.meta, "name", 1),
+                           f"'name: {name}' is {what}, not the name of this pack's own language",
+                           "write the name customers know it by, in the dialect itself (e.g. 东北话)", "own-words"))
+    checks = (
+        ("labels", Label.PACK_NAME, "the language button of this pack would read", "write the pack's own name, as on its language button (e.g. 东北话)"),
+        ("prompts", Prompt.LANGUAGE_SWITCHED, "customers who choose this pack would hear", "write, in this dialect, that you will speak it from now on (e.g. 好嘞，我跟你说东北话。)"),
+    )
+    for section, key, effect, fix in checks:
+        table = own.labels if section == "labels" else own.prompts
+        text = pack.text(key)
+        inherited = str(key) not in table
+        if text != base.text(key) and text != pack.id:
+            continue
+        line = getattr(table.get(str(key)), "line", 0) or 1
+        said = f"'{key}' is inherited from '{base.id}'" if inherited else f"'{key}' is the same as in '{base.id}'" if text == base.text(key) else f"'{key}' is the pack id"
+        out.append(Problem(resp, line, f"{said}: {effect} “{text}”",
+                           f"{fix}{' under ' + repr(section + ':') if inherited else ''}", "own-words"))
     return out
 
 

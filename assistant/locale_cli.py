@@ -132,8 +132,12 @@ _SKELETON_RESPONSES = """\
 # Copy a line from locales/{base}/responses.yaml and change the words; keep the {{placeholders}}.
 language: {pack}
 prompts:
+  # What a customer hears on choosing this pack: say, in this dialect, that you speak it
+  # now. Still {base}'s words below: 'locales check' reports them until you write your own.
   language_switched: {switched}
 labels:
+  # The language button: the pack's own name ('locales check' reports it while it is the
+  # base pack's name or the pack id).
   pack_name: {name}
 """
 
@@ -144,7 +148,9 @@ _SKELETON_README = """\
 
 
 def cmd_new(args: argparse.Namespace, config: Config) -> int:
-    """Create ``locales/<pack>/`` with a skeleton that already passes the check."""
+    """Create ``locales/<pack>/`` with a skeleton (a draft) that passes the check except for
+    what only the maintainer can write: the pack's name, its language button and its
+    ``language_switched`` prompt (still the base pack's words until rewritten)."""
     root = config.locales_dir
     pack_id = args.pack
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)*", pack_id):
@@ -172,7 +178,7 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
     (folder / "responses.yaml").write_text(_SKELETON_RESPONSES.format(**values), encoding="utf-8")
     (folder / "intents" / "README").write_text(_SKELETON_README.format(**values), encoding="utf-8")
     print(f"created {folder}")
-    print("next: 1) write name and language_switched in your words;")
+    print(f"next: 1) write name, pack_name and language_switched in the dialect's own words ('locales check {pack_id}' lists them until then);")
     print(f"      2) add '{pack_id}' to the 'pack' list in locales/{base.id}/_common.yaml so customers can ask for it;")
     print(f"      3) run: python main.py locales check {pack_id}")
     print(f"      4) when it is ready, remove 'draft: true' from {folder.name}/{PACK_FILE} and run: python main.py locales reload")

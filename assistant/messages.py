@@ -96,6 +96,7 @@ class EventKind(StrEnum):
     STAFF = "staff"
     PAYMENT = "payment"
     LIVENESS = "liveness"
+    PACKS_RELOADED = "packs_reloaded"
 
 
 class Key(StrEnum):
@@ -320,6 +321,14 @@ class StaffCommand(Event):
     staff_id: int | None = None
     """Verified staff member, when known."""
     kind: EventKind = field(default=EventKind.STAFF, init=False)
+
+
+@dataclass(frozen=True)
+class PacksReloaded(Event):
+    """The locale packs were reloaded on the running kiosk (``locales reload``): the screen
+    on display is drawn again with the new words and language buttons."""
+
+    kind: EventKind = field(default=EventKind.PACKS_RELOADED, init=False)
 
 
 # ----------------------------------------------------------------------------- commands

@@ -14,8 +14,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from assistant.errors import LocaleError
-from assistant.messages import Amount, Show
-from assistant.prompts import Label, Prompt
+from assistant.messages import Amount, Count, Show
+from assistant.prompts import Label, Prompt, spoken_form
 from assistant.screens import Action, Button, Screen, ScreenModel
 
 
@@ -95,6 +95,7 @@ FIELD_LABELS: dict[str, Label] = {
     "count_out": Label.HDR_COUNT_OUT,
     "count_in": Label.HDR_COUNT_IN,
     "seconds": Label.UNIT_SECONDS,
+    "returning": Label.HDR_RETURNING,
 }
 
 # Headings that differ on one screen (or one step of it) from FIELD_LABELS.
@@ -108,7 +109,23 @@ SCREEN_FIELD_LABELS: dict[tuple[Screen, str], dict[str, Label | None]] = {
     # A PIN has no heading: nothing on screen says what the digits are for.
     (Screen.ENROL_STAFF, Prompt.STAFF_VERIFY): {"digits": None},
     (Screen.ENROL_STAFF, Prompt.STAFF_PIN): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_PIN_KEYPAD): {"digits": None},
+    (Screen.ENROL_STAFF, Prompt.STAFF_ASK_NUMBER): {"digits": Label.HDR_STAFF_NO},
 }
+
+# Settings shown in words, never as a bare step number: field -> (fewer, more) labels.
+SETTING_WORDS: dict[str, tuple[Label, Label]] = {
+    "rate": (Label.SETTING_SLOWER, Label.SETTING_FASTER),
+    "volume": (Label.SETTING_SOFTER, Label.SETTING_LOUDER),
+}
+
+
+def setting_text(pack: Pack, steps: int, fewer: Label, more: Label) -> str:
+    """A speech rate or volume step as words: 标准, 慢1档, 大声2档."""
+    if steps == 0:
+        return pack.label(Label.SETTING_STANDARD)
+    return pack.label(fewer if steps < 0 else more, {"steps": Count(abs(steps))})  # type: ignore[call-arg]
+
 
 # Fields that are structure for the screen rather than display strings (booleans too).
 EXTRA_KEYS = frozenset({"packs", "staff_present", "camera", "length", "rows", "active_row"})
@@ -185,7 +202,11 @@ LAYOUT: dict[Screen, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.SKIP, Label.BTN_SKIP, False),
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
-    Screen.ENROL_STAFF: ((Action.CANCEL, Label.BTN_CANCEL, False),),
+    # While the camera looks for a staff face: or type the staff number instead.
+    Screen.ENROL_STAFF: (
+        (Action.ENTER, Label.BTN_STAFF_NUMBER, True),
+        (Action.CANCEL, Label.BTN_CANCEL, False),
+    ),
     Screen.ENROL_CUSTOMER: ((Action.CANCEL, Label.BTN_CANCEL, False),),
     Screen.CASSETTE: (
         (Action.ENTER, Label.BTN_ENTER, True),
@@ -215,6 +236,8 @@ VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
     "identified/paid_up": ((Action.DONE, Label.BTN_DONE, True),),
     # A card or e-wallet payment in progress: nothing to press but repeat.
     "result/pending": (),
+    # The cash is being handed back: nothing to insert, nothing to press but repeat.
+    "cash/returning": (),
     "card_scan/card_readback": (
         (Action.CONFIRM, Label.BTN_CONFIRM, True),
         (Action.DENY, Label.BTN_RESCAN, False),
@@ -222,6 +245,8 @@ VARIANT_LAYOUT: dict[str, tuple[tuple[Action, Label, bool], ...]] = {
         (Action.CANCEL, Label.BTN_CANCEL, False),
     ),
     "enrol_staff/staff_pin": _DIGIT_ENTRY,
+    "enrol_staff/staff_pin_keypad": _DIGIT_ENTRY,
+    "enrol_staff/staff_ask_number": _DIGIT_ENTRY,
     "enrol_customer/consent_script": (
         (Action.CONFIRM, Label.BTN_AGREE, True),
         (Action.DENY, Label.BTN_DISAGREE, False),
@@ -263,10 +288,13 @@ def variant_of(screen: Screen, fields: Mapping[str, Any]) -> str:
             return "paid_up"
     if screen is Screen.RESULT and fields.get("pending"):
         return "pending"
+    if screen is Screen.CASH and "returning" in fields:
+        return "returning"
     if screen is Screen.STAFF_MENU and fields.get("out_of_service") and not fields.get("step"):
         return "out_of_service"
     step = fields.get("step")
-    return str(step) if step else ""
+    # A keypad-only instruction has the same buttons as the one it stands for.
+    return spoken_form(str(step)) if step else ""
 
 
 def layout_for(screen: Screen, fields: Mapping[str, Any]) -> tuple[tuple[Action, Label, bool], ...]:
@@ -285,6 +313,8 @@ def title_for(screen: Screen, fields: Mapping[str, Any]) -> Label | None:
             return Label.TITLE_PAYING
         if isinstance(paid, Amount) and paid.fen <= 0:
             return Label.TITLE_NOT_PAID
+    if screen is Screen.CASH and "returning" in fields:
+        return Label.TITLE_CASH_RETURNING
     return TITLES.get(screen)
 
 METHOD_LABEL_PROMPTS = {
@@ -327,7 +357,7 @@ class Presenter:
         fields: dict[str, str] = {}
         labels: dict[str, str] = {}
         extra: dict[str, Any] = {}
-        step = str(show.fields.get("step", ""))
+        step = spoken_form(str(show.fields.get("step", "")))
         heading = {**FIELD_LABELS, **SCREEN_FIELD_LABELS.get((screen, step), {})}
         for key, value in show.fields.items():
             if key in EXTRA_KEYS or isinstance(value, bool):
@@ -361,12 +391,20 @@ class Presenter:
             fields[key] = display_value(value, pack)
             if heading.get(key) is not None:
                 labels[key] = pack.label(heading[key])
+        if screen is Screen.SETTINGS:
+            for key, (fewer, more) in SETTING_WORDS.items():
+                value = show.fields.get(key)
+                if isinstance(value, Count):
+                    fields[key] = setting_text(pack, value.value, fewer, more)
         for key, label_id in SCREEN_TEXTS.get(screen, ()):
             labels.setdefault(key, pack.label(label_id))
         if screen is Screen.STAFF_MENU and show.fields.get("out_of_service"):
             labels["hint"] = pack.render(Prompt.OUT_OF_SERVICE_SET, {}).display
         if screen is Screen.WELCOME and show.fields.get("camera") is False:
             labels["hint"] = pack.label(Label.HINT_WELCOME_KEYS)  # nothing sees who stands there
+        if screen is Screen.CASH and "returning" in show.fields:
+            # What is happening to the money, in large type (the same words that are spoken).
+            labels["hint"] = pack.render(Prompt.CASH_RETURNING, {"amount": show.fields["returning"]}).display
         if screen is Screen.HELP:
             # Whether someone is coming, in large type (the same words that are spoken).
             called = Prompt.HELP_CALLED if show.fields.get("staff_present", True) else Prompt.HELP_NO_STAFF
@@ -381,10 +419,13 @@ class Presenter:
                 text = _with_method(pack, label, text, method)
             buttons.append(Button(action, text, primary))
         buttons.append(Button(Action.REPEAT, pack.label(Label.BTN_REPEAT)))
-        for pid in packs:
-            if pid != pack.id:
+        if len(packs) > 1:
+            # One button per language, in the same order on every screen and in every
+            # language (the one in use included, marked as chosen), so each stays in its
+            # place; each is named in its own language.
+            for pid in packs:
                 other = self.pack_lookup(pid)
-                buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid))
+                buttons.append(Button(Action.LANGUAGE, other.label(Label.PACK_NAME), value=pid, current=pid == pack.id))
         if any(b.primary for b in buttons):
             labels["key_confirm"] = pack.label(Label.KEY_CONFIRM)
         title_id = title_for(screen, show.fields)

@@ -92,6 +92,8 @@ class Prompt(StrEnum):
     """Sorry, did not catch that; say again or use the keys."""
     STILL_THERE = "still_there"
     """Do you need more time? Press confirm or say 需要. {seconds}"""
+    STILL_THERE_KEYS = "still_there_keys"
+    """Without voice input: do you need more time? Press confirm. {seconds}"""
     MORE_TIME_GRANTED = "more_time_granted"
     """OK, take your time."""
     TIMED_OUT = "timed_out"
@@ -153,6 +155,8 @@ class Prompt(StrEnum):
     """{name}, hello."""
     ARREARS = "arrears"
     """Account {account} owes {amount}. Press confirm or say 交 to pay by {method}."""
+    ARREARS_KEYS = "arrears_keys"
+    """Without voice input: account {account} owes {amount}. Press confirm to pay by {method}."""
     NO_ARREARS = "no_arrears"
     """Account {account} owes nothing. {balance} prepaid."""
     CHOOSE_METHOD = "choose_method"
@@ -209,6 +213,8 @@ class Prompt(StrEnum):
     """Received {inserted}; {due} still to pay."""
     CASH_CHANGE_IMPOSSIBLE = "cash_change_impossible"
     """Cannot give change for a {note} note now; it is returned. Smaller note, or say 存进账户."""
+    CASH_CHANGE_IMPOSSIBLE_KEYS = "cash_change_impossible_keys"
+    """Without voice input: cannot give change for a {note} note; it is returned. Smaller note, or press 存入账户."""
     CASH_RECEIVED_IN_FULL = "cash_received_in_full"
     """Received {inserted}: enough (the change actually paid is said next, when it is paid)."""
     CASH_DISPENSING = "cash_dispensing"
@@ -251,7 +257,12 @@ class Prompt(StrEnum):
     """You can say: 交, 再说一遍, 慢一点, 取消, 找工作人员; or press the big buttons."""
     # --- face enrolment (staff side) ------------------------------------------------
     STAFF_VERIFY = "staff_verify"
-    """Staff only: look at the camera, then type your staff PIN and press enter."""
+    """Staff only: look at the camera (if it does not know you, type your staff number)."""
+    STAFF_ASK_NUMBER = "staff_ask_number"
+    """Staff (no camera, or the face was not a staff member's): type your staff number on
+    the keypad, letters by the digit key printed with them, then press enter."""
+    STAFF_FACE_UNKNOWN = "staff_face_unknown"
+    """The camera did not recognise a staff member (said before ``staff_ask_number``)."""
     STAFF_VERIFIED = "staff_verified"
     """Staff member {name} verified."""
     STAFF_REFUSED = "staff_refused"
@@ -265,6 +276,8 @@ class Prompt(StrEnum):
     """We will register you in a few steps so next time you only need to look at the screen."""
     CONSENT_SCRIPT = "consent_script"
     """The consent script: what face data is used for, stored where, how long, how to delete; say 同意 or 不同意."""
+    CONSENT_SCRIPT_KEYS = "consent_script_keys"
+    """Without voice input: the consent script, ending: press 同意 or 不同意."""
     CONSENT_RECORDED = "consent_recorded"
     """Thank you; your consent is recorded."""
     CONSENT_DECLINED = "consent_declined"
@@ -279,6 +292,8 @@ class Prompt(StrEnum):
     """Your face is registered."""
     ENROL_ASK_PHONE = "enrol_ask_phone"
     """Please say your mobile number one digit at a time, or type it."""
+    ENROL_ASK_PHONE_KEYS = "enrol_ask_phone_keys"
+    """Without voice input: please type your mobile number, then press enter."""
     ENROL_PHONE_READBACK = "enrol_phone_readback"
     """Your mobile number is {phone}, right?"""
     ENROL_PHONE_INVALID = "enrol_phone_invalid"
@@ -287,12 +302,18 @@ class Prompt(StrEnum):
     """This mobile number is already registered; staff will help."""
     ENROL_ASK_ACCOUNT = "enrol_ask_account"
     """Please say or type the electricity account number to link."""
+    ENROL_ASK_ACCOUNT_KEYS = "enrol_ask_account_keys"
+    """Without voice input: please type the electricity account number to link, then press enter."""
     ENROL_ACCOUNT_LINKED = "enrol_account_linked"
     """Account {account} of {name} is linked."""
     ENROL_ASK_MORE_ACCOUNTS = "enrol_ask_more_accounts"
     """Link another account? Say 是 or 跳过."""
+    ENROL_ASK_MORE_ACCOUNTS_KEYS = "enrol_ask_more_accounts_keys"
+    """Without voice input: link another account? Press 是 or 不是."""
     ENROL_ASK_CARD = "enrol_ask_card"
     """To pay by bank card, place it under the camera; or say 跳过."""
+    ENROL_ASK_CARD_KEYS = "enrol_ask_card_keys"
+    """Without voice input: to pay by bank card, place it under the camera; or press 跳过."""
     ENROL_ASK_DEFAULT_METHOD = "enrol_ask_default_method"
     """How do you want to pay next time: cash, bank card or e-wallet?"""
     ENROL_DONE = "enrol_done"
@@ -366,6 +387,9 @@ class Prompt(StrEnum):
     """Cassette exchange recorded: out {amount_out}, in {amount_in}."""
     STAFF_PIN = "staff_pin"
     """{name}, please type your PIN and press enter."""
+    STAFF_PIN_KEYPAD = "staff_pin_keypad"
+    """After a typed staff number: please type your PIN and press enter (no name: whether
+    the number exists is not told before the PIN)."""
     STAFF_LOCKED = "staff_locked"
     """Too many failed attempts; staff functions are locked for a while."""
     ENROL_ACCOUNT_READBACK = "enrol_account_readback"
@@ -390,6 +414,8 @@ class Prompt(StrEnum):
     """The cash unit works again; please go on inserting money."""
     CASH_CHANGE_SMALLER = "cash_change_smaller"
     """Cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or say 存进账户."""
+    CASH_CHANGE_SMALLER_KEYS = "cash_change_smaller_keys"
+    """Without voice input: cannot give change for a {note} note; it is returned. A note of {smaller} or less works, or press 存入账户."""
     CASSETTE_CHOOSE_UNIT = "cassette_choose_unit"
     """Both verified: which cassette is exchanged, the notes or the coins?"""
     # --- alerts for halls with few or no staff (staff menu, notifier, customers) -------
@@ -409,6 +435,37 @@ class Prompt(StrEnum):
     """Customers, while no staff are in the hall: for help call {phone}."""
     ALERT_CHANGE_NOTICE = "alert_change_notice"
     """Customers, while no staff are in the hall and change is low: please use small notes or another way to pay; for help call {phone}."""
+
+
+# Prompts that invite the customer to speak -> their wording for a kiosk that cannot hear
+# (no recogniser or microphone: keypad only), which names keys and buttons instead. The
+# dialog says (and shows) the keypad-only form in that mode; the screens choose their
+# buttons by the spoken form (see :func:`spoken_form`).
+KEYPAD_ONLY: dict[str, str] = {
+    Prompt.WELCOME: Prompt.WELCOME_KEYS,
+    Prompt.WELCOME_NO_CAMERA: Prompt.WELCOME_KEYS_NO_CAMERA,
+    Prompt.ASK_ACCOUNT: Prompt.ASK_ACCOUNT_KEYS,
+    Prompt.ARREARS: Prompt.ARREARS_KEYS,
+    Prompt.STILL_THERE: Prompt.STILL_THERE_KEYS,
+    Prompt.CASH_CHANGE_IMPOSSIBLE: Prompt.CASH_CHANGE_IMPOSSIBLE_KEYS,
+    Prompt.CASH_CHANGE_SMALLER: Prompt.CASH_CHANGE_SMALLER_KEYS,
+    Prompt.CONSENT_SCRIPT: Prompt.CONSENT_SCRIPT_KEYS,
+    Prompt.ENROL_ASK_PHONE: Prompt.ENROL_ASK_PHONE_KEYS,
+    Prompt.ENROL_ASK_ACCOUNT: Prompt.ENROL_ASK_ACCOUNT_KEYS,
+    Prompt.ENROL_ASK_MORE_ACCOUNTS: Prompt.ENROL_ASK_MORE_ACCOUNTS_KEYS,
+    Prompt.ENROL_ASK_CARD: Prompt.ENROL_ASK_CARD_KEYS,
+}
+_SPOKEN = {keys: spoken for spoken, keys in KEYPAD_ONLY.items()}
+
+
+def keypad_only(prompt: str) -> str:
+    """The keypad-only form of ``prompt`` (itself when it invites no speaking)."""
+    return KEYPAD_ONLY.get(prompt, prompt)
+
+
+def spoken_form(prompt: str) -> str:
+    """The form of ``prompt`` for a kiosk that hears (itself unless it is a keypad-only form)."""
+    return _SPOKEN.get(prompt, prompt)
 
 
 class Label(StrEnum):
@@ -472,6 +529,10 @@ class Label(StrEnum):
     """快一点"""
     BTN_ACCOUNT = "btn_account"
     """输入户号 (use the account number instead of the face)"""
+    BTN_STAFF_NUMBER = "btn_staff_number"
+    """输入工号 (staff: type the staff number instead of showing the face)"""
+    HDR_STAFF_NO = "hdr_staff_no"
+    """工号 (heading of the staff number being typed)"""
     BTN_DONE = "btn_done"
     """完成"""
     BTN_BACK = "btn_back"
@@ -479,7 +540,7 @@ class Label(StrEnum):
     BTN_CLEAR = "btn_clear"
     """删除 (delete the last digit)"""
     BTN_ENTER = "btn_enter"
-    """确定 (submit the typed digits)"""
+    """确认 (submit the typed digits; the same word as the confirm key that presses it)"""
     HDR_NAME = "hdr_name"
     """客户"""
     HDR_PAID = "hdr_paid"
@@ -562,6 +623,16 @@ class Label(StrEnum):
     """语速"""
     HDR_VOLUME = "hdr_volume"
     """音量"""
+    SETTING_STANDARD = "setting_standard"
+    """标准 (speech rate or volume at the kiosk's default: the settings screen never shows a bare 0)"""
+    SETTING_SLOWER = "setting_slower"
+    """慢{steps}档 (speech rate this many steps slower than the default)"""
+    SETTING_FASTER = "setting_faster"
+    """快{steps}档 (speech rate this many steps faster)"""
+    SETTING_LOUDER = "setting_louder"
+    """大声{steps}档 (volume this many steps louder)"""
+    SETTING_SOFTER = "setting_softer"
+    """小声{steps}档 (volume this many steps softer)"""
     HDR_STEP = "hdr_step"
     """第 {step} 步，共 {total} 步"""
     HDR_DENOMINATION = "hdr_denomination"
@@ -607,6 +678,10 @@ class Label(StrEnum):
     """未交费 (result screen when nothing was posted, e.g. cancelled with the money credited)"""
     TITLE_PAYING = "title_paying"
     """正在交费，请稍候 (result screen while a card or e-wallet payment is in progress)"""
+    TITLE_CASH_RETURNING = "title_cash_returning"
+    """正在退钱 (cash screen while the money inserted is handed back after a cancel)"""
+    HDR_RETURNING = "hdr_returning"
+    """退还 (heading of the amount being handed back)"""
     BTN_RESCAN = "btn_rescan"
     """重新扫描 (the card number read back is wrong: scan again)"""
     UNIT_SECONDS = "unit_seconds"
@@ -618,7 +693,8 @@ class Label(StrEnum):
     HINT_WELCOME_KEYS = "hint_welcome_keys"
     """The welcome hint of a kiosk without a camera: 请按确认键开始"""
     HINT_KEYS = "hint_keys"
-    """按 * 或 # 选择按钮，按确定键执行 (how a customer who cannot see uses the keypad)"""
+    """按 * 或 # 选择按钮，按确认键执行 (how a customer who cannot see uses the keypad; the key
+    named is the one the primary button's badge names, ``key_confirm``)"""
     HINT_NO_CHANGE = "hint_no_change"
     """现在不能找零，请放入正好的金额"""
     HINT_DIGITS = "hint_digits"

@@ -32,7 +32,12 @@ class Screen(StrEnum):
     CHOOSE_METHOD = "choose_method"
     """Cash, bank card, e-wallet."""
     CASH = "cash"
-    """Inserted so far, still due, what change can be given."""
+    """Inserted so far, still due, what change can be given.
+
+    With ``returning`` (``Amount``: the customer cancelled, or timed out, and the money
+    inserted is being handed back): titled as returning, that amount large with the
+    words said for it, and no buttons but repeat.
+    """
     RESULT = "result"
     """Paid, change, credited remainder, receipt reference.
 
@@ -53,9 +58,12 @@ class Screen(StrEnum):
     """Staff view of an enrolment step: verifying the staff member.
 
     Fields: ``step`` (``Prompt`` ``staff_verify`` while the camera looks for the
-    staff member's face, ``staff_pin`` for the PIN), ``digits`` (``Digits``: the PIN
-    as typed, already masked as ``*``), ``secret`` (True: never show the digits).
-    With ``staff_pin`` the on-screen keypad, enter and clear are shown.
+    staff member's face, with a button to type the staff number instead;
+    ``staff_ask_number`` for the staff number, ``staff_pin`` (after a face) or
+    ``staff_pin_keypad`` (after a typed number) for the PIN), ``digits`` (``Digits``:
+    the staff number as typed, or the PIN already masked as ``*``), ``secret`` (True:
+    the PIN, never show the digits), ``entry`` (True: the staff number). With the
+    number and the PIN the on-screen keypad, enter and clear are shown.
     """
     ENROL_CUSTOMER = "enrol_customer"
     """Customer view of an enrolment step; ``step`` (a ``Prompt``) is shown large and
@@ -154,6 +162,8 @@ class Button:
     """The one primary action (also triggered by the physical confirm key)."""
     value: str = ""
     """Extra value reported with the action (e.g. a pack id)."""
+    current: bool = False
+    """A language button of the pack in use (drawn as chosen; it keeps its place)."""
 
 
 @dataclass(frozen=True)

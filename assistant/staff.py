@@ -1,4 +1,10 @@
-"""Staff verification: the face of an enrolled staff member plus their PIN.
+"""Staff verification: who the staff member is (their face, or their staff number typed
+on the keypad), plus their PIN.
+
+Staff numbers such as ``H001`` hold letters, and the kiosk has a 12-key pad: a number
+is typed as on a telephone keypad (ITU E.161), each letter by the digit key printed
+with it (``H001`` is typed 4001, ``B001`` 2001); digits are typed as they are. Two
+active staff numbers that type the same (``G001`` and ``H001``) identify nobody.
 
 Three failed attempts lock staff functions at this kiosk for a while; every
 attempt, good or bad, is written to the hash-chained audit log (never the PIN).
@@ -6,6 +12,7 @@ attempt, good or bad, is written to the hash-chained audit log (never the PIN).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -13,6 +20,32 @@ from assistant import audit
 from assistant.errors import KioskError
 from assistant.seed import check_pin
 from assistant.storage import Database
+
+log = logging.getLogger(__name__)
+
+KEYPAD_LETTERS = {
+    **dict.fromkeys("ABC", "2"),
+    **dict.fromkeys("DEF", "3"),
+    **dict.fromkeys("GHI", "4"),
+    **dict.fromkeys("JKL", "5"),
+    **dict.fromkeys("MNO", "6"),
+    **dict.fromkeys("PQRS", "7"),
+    **dict.fromkeys("TUV", "8"),
+    **dict.fromkeys("WXYZ", "9"),
+}
+"""Letter -> the telephone-keypad digit printed with it (ITU E.161)."""
+
+
+def keypad_code(staff_no: str) -> str:
+    """How ``staff_no`` is typed on the 12-key pad: letters as their keypad digit, digits
+    as they are, anything else (a dash) left out. ``keypad_code("H001") == "4001"``."""
+    out = []
+    for ch in staff_no.upper():
+        if ch.isascii() and ch.isdigit():
+            out.append(ch)
+        elif ch in KEYPAD_LETTERS:
+            out.append(KEYPAD_LETTERS[ch])
+    return "".join(out)
 
 
 class StaffVerificationFailed(KioskError):
@@ -70,14 +103,31 @@ class StaffDirectory:
         )
         return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
 
-    async def verify(self, member: StaffMember | None, pin: str, purpose: str, role: str | None = None) -> StaffMember:
-        """Check the PIN of the staff member recognised by face; raises on failure.
+    async def by_keypad(self, code: str) -> StaffMember | None:
+        """The active staff member whose staff number is typed ``code`` on the keypad
+        (see :func:`keypad_code`); None when nobody, or more than one, types that way."""
+        if not code:
+            return None
+        rows = await self.db.fetchall("SELECT id, staff_no, name, role FROM staff WHERE active = 1")
+        found = [r for r in rows if keypad_code(r["staff_no"]) == code]
+        if len(found) > 1:
+            # Typed alike on the pad: which one is meant cannot be known, so neither is.
+            log.warning("staff numbers %s are typed alike (%s) on the keypad", ", ".join(r["staff_no"] for r in found), code)
+            return None
+        return StaffMember(found[0]["id"], found[0]["staff_no"], found[0]["name"], found[0]["role"]) if found else None
+
+    async def verify(
+        self, member: StaffMember | None, pin: str, purpose: str, role: str | None = None, by: str = "face"
+    ) -> StaffMember:
+        """Check the PIN of the staff member recognised by face or typed staff number; raises on failure.
 
         Args:
-            member: who the face watcher recognised (None: no staff face).
+            member: who the face watcher recognised, or whose staff number was typed
+                (None: no staff face, or no such staff number).
             pin: the PIN typed on the keypad.
             purpose: what the verification is for (recorded in the audit log).
             role: the role required (None: any).
+            by: how the member was identified, ``face`` or ``keypad`` (recorded).
         """
         now = self.clock()
         if now < self.locked_until:
@@ -90,7 +140,7 @@ class StaffDirectory:
         if ok:
             assert member is not None
             self.failures = 0
-            await audit.record(self.db, "staff_verified", member.id, purpose=purpose, role=member.role)
+            await audit.record(self.db, "staff_verified", member.id, purpose=purpose, role=member.role, by=by)
             return member
         self.failures += 1
         await audit.record(
@@ -99,7 +149,8 @@ class StaffDirectory:
             member.id if member else None,
             purpose=purpose,
             attempt=self.failures,
-            reason="no_staff_face" if member is None else "pin_or_role",
+            by=by,
+            reason=("no_staff_face" if by == "face" else "unknown_staff_no") if member is None else "pin_or_role",
         )
         if self.failures >= self.max_failures:
             self.locked_until = now + self.lock_s

@@ -238,6 +238,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX billing_posting_at ON billing_posting(at)",
         "CREATE INDEX cash_movement_at ON cash_movement(at)",
     ),
+    # 4: a face consent decision (granted or withdrawn) always names the staff member who
+    # recorded it; a tool that forgot to say who is stopped here, not trusted
+    (
+        """CREATE TRIGGER consent_needs_staff BEFORE INSERT ON consent
+            WHEN NEW.staff_id IS NULL
+            BEGIN SELECT RAISE(ABORT, 'a consent record needs the staff member who recorded it'); END""",
+        """CREATE TRIGGER consent_keeps_staff BEFORE UPDATE OF staff_id ON consent
+            WHEN NEW.staff_id IS NULL
+            BEGIN SELECT RAISE(ABORT, 'a consent record needs the staff member who recorded it'); END""",
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

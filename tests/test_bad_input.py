@@ -218,3 +218,52 @@ async def test_a_reload_that_removes_the_customer_s_pack_goes_on_in_the_default_
         assert k.pack.id == "zh-CN"
     finally:
         await finish(parts, stop, task)
+
+
+async def test_locales_reload_redraws_the_screen_on_display(tmp_path) -> None:
+    """'python main.py locales reload' on a running kiosk (SIGHUP): the screen on display is
+    drawn again at once with the new packs - a new language's button appears, changed words
+    show - not only after the next key."""
+    import shutil
+    import signal
+
+    locales = tmp_path / "locales"
+    shutil.copytree(ROOT / "locales", locales)
+    cfg = kiosk_config(tmp_path, str(DATA / "face-images/biden.jpg"),
+                       kiosk={"locales_dir": str(locales), "data_dir": str(tmp_path / "var")})
+    cfg.data["face"]["enabled"] = False  # nobody walks up: the welcome screen stays on display
+    parts, display, stop, task = await start(cfg, tmp_path, cash=False, write_pid=True)
+    try:
+        before = display.current
+        assert before.screen == "welcome"
+        assert "zh-CN-dongbei" not in [b.value for b in before.buttons]
+        # a maintainer finishes a new dialect (not a draft) and changes a button's words
+        dongbei = locales / "zh-CN-dongbei"
+        shutil.copytree(locales / "zh-CN-sichuan", dongbei)
+        for name in ("pack.yaml", "responses.yaml", "_common.yaml"):
+            f = dongbei / name
+            f.write_text(f.read_text(encoding="utf-8").replace("zh-CN-sichuan", "zh-CN-dongbei")
+                         .replace("四川话", "东北话"), encoding="utf-8")
+        for f in [*(dongbei / "intents").glob("*.yaml"), *(dongbei / "tests").glob("*.yaml"),
+                  dongbei / "known_failures.yaml"]:
+            f.write_text(f.read_text(encoding="utf-8").replace("zh-CN-sichuan", "zh-CN-dongbei"), encoding="utf-8")
+        zh = locales / "zh-CN" / "responses.yaml"
+        zh.write_text(zh.read_text(encoding="utf-8").replace("  btn_services: 办理业务\n", "  btn_services: 业务办理\n"),
+                      encoding="utf-8")
+        drawn = len(display.shown)
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(600):
+            if len(display.shown) > drawn:
+                break
+            await asyncio.sleep(0.1)
+        assert len(display.shown) > drawn, "the screen was not drawn again after the reload"
+        model = display.current
+        assert model.screen == "welcome"
+        languages = {b.value: b.label for b in model.buttons if b.action == "language"}
+        assert languages.get("zh-CN-dongbei") == "东北话"
+        assert "业务办理" in [b.label for b in model.buttons]
+        assert parts.services.packs == ("zh-CN", "yue", "zh-CN-dongbei", "zh-CN-sichuan")  # default first, fixed order
+        assert any(ln.kind == "event" and "packs_reloaded" in ln.text for ln in parts.kiosk.transcript.lines)
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await finish(parts, stop, task)

@@ -103,3 +103,18 @@ async def test_sighup_reloads_the_registry(tmp_path: Path) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     assert problems == []
     assert registry.get("zh-CN").text("goodbye") == "谢谢，慢走。"
+
+
+@pytest.mark.parametrize("pack_id", sorted(PACKS))
+def test_every_pack_names_the_confirm_key_one_way(pack_id: str) -> None:
+    """The badge on the primary button says 按确认键; the keypad hint, the spoken instructions
+    and the enter button must name that same key, never a 确定 key beside it."""
+    pack = PACKS[pack_id]
+    badge = pack.label(Label.KEY_CONFIRM)
+    key = re.sub(r"^(按|撳)", "", badge)  # 确认键 / 确认掣
+    assert key and key != badge, badge
+    assert key in pack.label(Label.HINT_KEYS), pack.label(Label.HINT_KEYS)
+    assert pack.label(Label.BTN_ENTER) == pack.label(Label.BTN_CONFIRM)
+    for text_id in sorted({*pack.prompts, *pack.labels}):
+        text = pack.text(text_id)
+        assert not re.search(r"(按|撳)确定", text), (text_id, text)

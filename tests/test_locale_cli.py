@@ -51,13 +51,54 @@ def test_check_names_the_config_line_of_a_default_pack_that_is_not_there(setup, 
                    "Fix: set [kiosk] locale to one of: yue, zh-CN, zh-CN-sichuan (letter case matters)")
 
 
-def test_new_pack_skeleton_passes_the_check(setup, capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_pack_skeleton_is_checked_until_it_says_what_it_is(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """The skeleton starts with the base pack's "好的，我说普通话。": the check names that line
+    until the maintainer writes it in the dialect, so a new dialect never announces Mandarin."""
+    from assistant.locale import LocaleRegistry
+
     cfg, locales = setup
     assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei", "--extends", "zh-CN", "--name", "东北话"]) == 0
+    capsys.readouterr()
     folder = locales / "zh-CN-dongbei"
     assert sorted(p.name for p in folder.iterdir()) == ["_common.yaml", "intents", "pack.yaml", "responses.yaml", "tests"]
+    responses = folder / "responses.yaml"
+    line = next(i for i, t in enumerate(responses.read_text(encoding="utf-8").splitlines(), 1)
+                if t.startswith("  language_switched:"))
+    assert main(["--config", str(cfg), "locales", "check", "zh-CN-dongbei"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out
+    assert out[0].startswith(f"locales/zh-CN-dongbei/responses.yaml:{line}: 'language_switched' is the same as in 'zh-CN'")
+    assert "好的，我说普通话。" in out[0]
+    # still a draft: the running kiosk is not refused because of it (customers never see it)
+    assert LocaleRegistry(locales, "zh-CN").load().get("zh-CN-dongbei").draft
+    responses.write_text(responses.read_text(encoding="utf-8").replace("好的，我说普通话。", "好嘞，我跟你唠东北话。"),
+                         encoding="utf-8")
     assert main(["--config", str(cfg), "locales", "check", "zh-CN-dongbei"]) == 0
     assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei"]) == 1  # exists already
+
+
+def test_a_pack_must_name_itself_in_its_own_words(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --name the skeleton's name and button are the pack id; a finished pack (no longer
+    a draft) that still says the base pack's words, or inherits them, is refused at reload."""
+    from assistant.locale import LocaleRegistry
+
+    cfg, locales = setup
+    assert main(["--config", str(cfg), "locales", "new", "zh-CN-xiang"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "locales", "check", "zh-CN-xiang"]) == 1
+    out = capsys.readouterr().out
+    assert "locales/zh-CN-xiang/pack.yaml:4: 'name: zh-CN-xiang' is the pack id" in out
+    assert "'pack_name' is the pack id" in out and "'language_switched' is the same as in 'zh-CN'" in out
+    # a maintainer drops the draft line and the self-describing lines, keeping the base's words
+    folder = locales / "zh-CN-xiang"
+    meta = folder / "pack.yaml"
+    meta.write_text(meta.read_text(encoding="utf-8").replace("draft: true", "").replace("name: zh-CN-xiang", "name: 湘语"),
+                    encoding="utf-8")
+    (folder / "responses.yaml").write_text("language: zh-CN-xiang\nprompts: {}\nlabels: {}\n", encoding="utf-8")
+    problems = LocaleRegistry(locales, "zh-CN").validate()[1]
+    assert sorted(p.rule for p in problems) == ["own-words", "own-words"]
+    assert all("zh-CN-xiang/responses.yaml" in str(p.file) and "inherited from 'zh-CN'" in p.message for p in problems)
+    assert any("普通话" in p.message for p in problems)
 
 
 def test_say_writes_speech(setup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,5 +219,11 @@ def test_a_new_pack_is_a_draft_customers_are_not_offered_until_the_line_is_remov
     assert main(["--config", str(cfg), "locales", "check", "zh-CN-dongbei"]) == 1
     assert f"locales/zh-CN-dongbei/pack.yaml:{line}: draft must be true or false, not 'yes please'" in capsys.readouterr().out
     meta.write_text("".join(t for t in text.splitlines(keepends=True) if not t.startswith("draft:")), encoding="utf-8")
+    # offered to customers while it would still say "好的，我说普通话。": refused
+    assert [p.rule for p in registry.reload()] == ["own-words"]
+    assert registry.offered() == ["yue", "zh-CN", "zh-CN-sichuan"]
+    responses = locales / "zh-CN-dongbei" / "responses.yaml"
+    responses.write_text(responses.read_text(encoding="utf-8").replace("好的，我说普通话。", "好嘞，我跟你唠东北话。"),
+                         encoding="utf-8")
     assert registry.reload() == []
     assert registry.offered() == ["yue", "zh-CN", "zh-CN-dongbei", "zh-CN-sichuan"]

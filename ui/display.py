@@ -2,8 +2,8 @@
 
 The window shows whatever ScreenModel the runtime last gave it and reports every
 touch and key back as events; it never decides anything itself. The frame is the
-same on every screen: the title bar (with *repeat* and one button per other
-language), the screen's own view, the caption (what the kiosk is saying), and the
+same on every screen: the title bar (with *repeat* and one button per language, each
+always in the same place, the one in use marked as chosen), the screen's own view, the caption (what the kiosk is saying), and the
 action bar (the primary button first and widest).
 
 Two promises to an elderly customer are kept here:
@@ -142,6 +142,7 @@ def _define_host() -> type:
                 # Same buttons: only their words may change (a language switch).
                 for widget, button in zip(self._buttons, model.buttons, strict=True):
                     widget.text = button.label
+                    widget.current = button.current
                     widget.badge = badge if button.primary and not widget.compact else ""
                 return
             for widget in self._buttons:
@@ -155,6 +156,7 @@ def _define_host() -> type:
                     action=button.action,
                     value=button.value,
                     text=button.label,
+                    current=button.current,
                     kind=kind,
                     badge=badge if button.primary else "",
                     report=self.choose,

@@ -7,8 +7,9 @@ keys alone (ADA 707 style). The rules, the same on every screen:
   most one); on a screen without one it is passed to the dialog as a key;
 - **digits**, **clear**, **cancel**, **repeat** and **help** go to the dialog unchanged;
 - **\\*** and **#** move a focus ring back and forward over the screen's buttons, and
-  the focused button's caption is spoken; **enter** then presses it. Without a
-  focus, enter goes to the dialog (submit the typed digits, confirm);
+  the focused button's caption is spoken; the **confirm** key then presses it (the
+  screen's hint names that key: one key does what is chosen), and so does **enter**.
+  Without a focus, enter goes to the dialog (submit the typed digits, confirm);
 - a keyboard works the same way (digits, Enter, Backspace, Esc, space bar for the
   big key, arrows or Tab to move the focus, F1 repeat, F2 help).
 
@@ -128,6 +129,10 @@ class KeypadNavigator:
         if key is Key.ENTER and self.focus is not None and self.focus < len(buttons):
             # The focus stays on the button: pressing enter again presses it again (a
             # blind customer making the text bigger twice); a new screen clears it.
+            button = buttons[self.focus]
+            return [Post(ActionChosen(button.action, button.value))]
+        if key is Key.CONFIRM and self.focus is not None and self.focus < len(buttons):
+            # The customer chose a button with * or #: the confirm key presses that one.
             button = buttons[self.focus]
             return [Post(ActionChosen(button.action, button.value))]
         if key is Key.CONFIRM:

@@ -46,7 +46,8 @@ def model_to_dict(model: ScreenModel) -> dict[str, Any]:
         "fields": dict(model.fields),
         "labels": dict(model.labels),
         "buttons": [
-            {"action": b.action.value, "label": b.label, "primary": b.primary, "value": b.value} for b in model.buttons
+            {"action": b.action.value, "label": b.label, "primary": b.primary, "value": b.value, "current": b.current}
+            for b in model.buttons
         ],
         "caption": model.caption,
         "pack": model.pack,
@@ -63,7 +64,7 @@ def model_from_dict(data: Mapping[str, Any]) -> ScreenModel:
         fields=MappingProxyType(dict(data.get("fields", {}))),
         labels=MappingProxyType(dict(data.get("labels", {}))),
         buttons=tuple(
-            Button(Action(b["action"]), b["label"], bool(b.get("primary")), b.get("value", ""))
+            Button(Action(b["action"]), b["label"], bool(b.get("primary")), b.get("value", ""), bool(b.get("current")))
             for b in data.get("buttons", ())
         ),
         caption=data.get("caption", ""),

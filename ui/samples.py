@@ -277,6 +277,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             ),
         ),
         Sample(
+            "cash_returning",
+            _show(Screen.CASH, returning=Amount(10000)),
+            (_say(Prompt.CASH_RETURNING, amount=Amount(10000)),),
+        ),
+        Sample(
             "result_paying",
             _show(Screen.RESULT, paid=Amount(due), pending=True),
             (_say(Prompt.PAYING_NONCASH, amount=Amount(due), method=Prompt.METHOD_CARD),),
@@ -306,6 +311,11 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             _show(Screen.SETTINGS, text_size=Count(125), rate=Count(-1), volume=Count(2)),
             (_say(Prompt.SETTINGS_INTRO),),
         ),
+        Sample(
+            "settings_default",
+            _show(Screen.SETTINGS, text_size=Count(100), rate=Count(0), volume=Count(0)),
+            (_say(Prompt.SETTINGS_INTRO),),
+        ),
         Sample("card_scan", _show(Screen.CARD_SCAN, step=Prompt.ENROL_ASK_CARD), (_say(Prompt.ENROL_ASK_CARD),)),
         Sample("card_scan_cut_off", _show(Screen.CARD_SCAN, step=Prompt.CARD_CUT_OFF), (_say(Prompt.CARD_CUT_OFF),)),
         Sample(
@@ -322,6 +332,16 @@ def build_samples(hall_phone: str = "95598", pack_ids: tuple[str, ...] = ("zh-CN
             "enrol_staff_pin",
             _show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN, digits=Digits("****"), secret=True),
             (_say(Prompt.STAFF_PIN, name=hall),),
+        ),
+        Sample(
+            "enrol_staff_number",
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_ASK_NUMBER, digits=Digits("400"), entry=True),
+            (_say(Prompt.STAFF_ASK_NUMBER),),
+        ),
+        Sample(
+            "enrol_staff_pin_keypad",
+            _show(Screen.ENROL_STAFF, step=Prompt.STAFF_PIN_KEYPAD, digits=Digits("***"), secret=True),
+            (_say(Prompt.STAFF_PIN_KEYPAD),),
         ),
         Sample(
             "enrol_customer_consent",

@@ -123,6 +123,8 @@ class BigButton(ButtonBehavior, BoxLayout):
     """A tile (welcome choices, payment methods): taller, with title-sized words."""
     compact = BooleanProperty(False)
     """A button placed on the keypad: keypad-sized words, no badge."""
+    current = BooleanProperty(False)
+    """The language button of the language in use: drawn filled and underlined (chosen)."""
     natural_height = NumericProperty(0)
     """The height its words need; the button is at least ``min_height``."""
     bg_color = ColorProperty(PALETTE.secondary_bg)

@@ -21,7 +21,7 @@ from assistant.cash_reconcile import reconcile_cash
 from assistant.customers import CustomerDirectory
 from assistant.dialog import Dialog, DialogConfig, DialogServices
 from assistant.kiosk import HeadlessDisplay, Kiosk
-from assistant.messages import ActionChosen, CashEvent, DeviceAction, Key, KeyPressed, Say
+from assistant.messages import ActionChosen, Amount, CashEvent, DeviceAction, Key, KeyPressed, Say
 from assistant.receipts import receipt_for
 from assistant.seed import seed
 from assistant.storage import Database
@@ -293,3 +293,37 @@ async def test_a_full_disk_when_paying_is_said_not_silent(tiny_disk: Path, tmp_p
     finally:
         await k.close()
         await db.close()
+
+
+async def test_cancel_with_money_in_shows_that_it_is_being_returned(live, packs) -> None:
+    """The customer cancels after putting 100 元 in: the kiosk says and shows that the 100 元
+    is being handed back (not "insert 23.45 more" with a cancel button), then says goodbye."""
+    from assistant.prompts import Label, Prompt
+    from assistant.screens import Action
+
+    k = await live()
+    await k.to_cash()
+    await k.insert_note(10000)
+
+    async def credited() -> None:
+        while k.display.current.fields.get("inserted") != "¥100.00":
+            await k.display.wait_for_change(10)
+
+    await asyncio.wait_for(credited(), 10)
+    before = len(k.display.shown)
+    k.kiosk.post(ActionChosen("cancel"))
+    await k.display.wait_for("welcome", 10)
+    zh = packs.get()
+    words = zh.render(Prompt.CASH_RETURNING, {"amount": Amount(10000)}).display
+    returning = [m for m in k.display.shown[before:] if m.screen == "cash"]
+    assert returning, [m.screen for m in k.display.shown[before:]]
+    model = returning[-1]
+    assert model.title == zh.label(Label.TITLE_CASH_RETURNING)
+    assert model.fields["returning"] == "¥100.00" and model.labels["returning"] == zh.label(Label.HDR_RETURNING)
+    assert model.labels["hint"] == words and words in model.caption
+    assert "remaining" not in model.fields  # nothing is asked for any more
+    assert {b.action for b in model.buttons} <= {Action.REPEAT, Action.LANGUAGE}  # nothing to cancel again
+    assert "cash_returning" in k.said()
+    result = await k.payment()
+    assert result.outcome == "cancelled" and result.refunded_fen == 10000
+    await k.reconciles()

@@ -21,6 +21,7 @@ from assistant.messages import (
     KeyPressed,
     Say,
     SetVoice,
+    Show,
     Timeout,
     Utterance,
 )
@@ -93,7 +94,7 @@ async def test_face_to_cash_payment_with_change_and_credit(services, db) -> None
         dialog,
         [
             Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid, score=0.7, margin=0.5),
-                 say=["welcome", "looking", "greeting_named", "arrears"], show="identified",
+                 say=["greeting_named", "arrears"], show="identified",
                  state="arrears"),
             Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], show="cash", do=[("cash", "accept")],
                  state="cash"),
@@ -132,7 +133,7 @@ async def test_unknown_face_goes_to_account_number_by_keypad(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome", "looking", "face_unknown", "ask_account"],
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["face_unknown", "ask_account"],
                  show="account_entry", state="account_entry"),
             *[Step(k, say=[], show="account_entry") for k in digits],
             Step(KeyPressed(Key.ENTER), say=["account_readback"], show="confirm", state="confirm_account"),
@@ -166,7 +167,7 @@ async def test_face_quality_guidance_then_fallback(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "looking", "face_too_small"]),
+            Step(FaceSeen(FaceOutcome.TOO_SMALL), say=["welcome", "face_too_small"]),
             # The same problem again is not repeated aloud.
             Step(FaceSeen(FaceOutcome.TOO_SMALL), say=[]),
             Step(FaceSeen(FaceOutcome.SEVERAL_FACES), say=["face_failed", "ask_account"],
@@ -181,8 +182,7 @@ async def test_repeat_slower_and_language_switch(services, db) -> None:
     t = await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["welcome", "looking",
-                 "greeting_named", "arrears"]),
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), say=["greeting_named", "arrears"]),
             Step(Utterance("再 说 一遍"), say=["greeting_named", "arrears"], show="identified"),
             Step(KeyPressed(Key.REPEAT), say=["greeting_named", "arrears"]),
             Step(Utterance("慢一点"), say=["slower_ack", "greeting_named", "arrears"]),
@@ -262,6 +262,9 @@ async def test_timeout_during_cash_returns_the_money(services, db) -> None:
                      services.spawner, start=False)
     returning = [s for s in t.says() if s.prompt_id == "cash_returning"][0]
     assert returning.slots["amount"] == Amount(5000)
+    # shown as well: the amount being handed back, instead of what is still due
+    shown = [c for c in t.steps[-1] if isinstance(c, Show)][-1]
+    assert shown.screen == "cash" and shown.fields["returning"] == Amount(5000) and "remaining" not in shown.fields
 
 
 async def test_help_from_anywhere_and_back(services, db) -> None:
@@ -296,7 +299,7 @@ async def test_customer_with_no_arrears(services, db) -> None:
     t = await run_dialog(
         dialog,
         [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid),
-              say=["welcome", "looking", "greeting_named", "no_arrears"], state="result")],
+              say=["greeting_named", "no_arrears"], state="result")],
     )
     assert t.says()[-1].slots["balance"] == Amount(2000)
 
@@ -631,8 +634,8 @@ async def test_saying_just_pay_on_the_method_screen_is_answered(services, db) ->
 @pytest.mark.parametrize(
     ("face", "voice", "said", "state"),
     [
-        (True, True, ["welcome", "looking"], "identifying"),
-        (True, False, ["welcome_keys", "looking"], "identifying"),
+        (True, True, ["welcome"], "identifying"),
+        (True, False, ["welcome_keys"], "identifying"),
         (False, True, ["welcome_no_camera"], "account_entry"),
         (False, False, ["welcome_keys_no_camera"], "account_entry"),
     ],
@@ -661,8 +664,7 @@ async def test_account_number_is_asked_the_way_it_can_be_given(services, packs, 
     await run_dialog(
         dialog,
         [
-            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["welcome_keys" if not voice else "welcome", "looking",
-                                                     "face_unknown", ask], state="account_entry"),
+            Step(FaceSeen(FaceOutcome.UNKNOWN), say=["face_unknown", ask], state="account_entry"),
             *[Step(KeyPressed(Key(d))) for d in "123"],
             Step(KeyPressed(Key.ENTER), say=["account_digits_wrong", ask], state="account_entry"),
         ],
@@ -679,7 +681,7 @@ async def test_account_number_said_while_the_camera_looks(services) -> None:
     await run_dialog(
         dialog,
         [
-            Step(ActionChosen("pay_bill"), say=["welcome", "looking"], state="identifying"),
+            Step(ActionChosen("pay_bill"), say=["welcome"], state="identifying"),
             Step(Utterance("户号三一零零零一二三四五", confidence=0.95), say=["account_readback"],
                  state="confirm_account", do=[("camera", "stop")]),
         ],
@@ -763,3 +765,52 @@ async def test_arrears_above_the_kiosk_limit_are_not_taken_in_one_keypress(servi
     note = [s for s in dialog.last_said if s.prompt_id == "cash_insert"][0]
     assert note.slots["due"] == Amount(1_000_000)
     assert [due for _, _, due in services.cash.begun] == [1_000_000]
+
+
+SPEAK_WORDS = ("说", "讲")
+"""What an invitation to speak says, in every pack (a keypad-only prompt has none)."""
+
+
+async def test_keypad_only_prompts_never_invite_speaking(services, db, packs) -> None:
+    """Without a recogniser the arrears, the "need more time?" warning and the change
+    problem name the keys and buttons, never "或者说“交”"."""
+    services.voice_available = False
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    t = await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(Timeout("idle"), say=["still_there_keys"], state="still_there"),
+            Step(KeyPressed(Key.CONFIRM), say=["more_time_granted", "greeting_named", "arrears_keys"],
+                 state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["cash_insert"], state="cash"),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000), say=["cash_change_impossible_keys"]),
+            Step(CashEvent(CashEventKind.CHANGE_IMPOSSIBLE, value_fen=10000, detail="smaller_note_fen=5000"),
+                 say=["cash_change_smaller_keys"]),
+        ],
+    )
+    for pid in packs.ids():
+        pack = packs.get(pid)
+        for said in t.says():
+            text = pack.render(said.prompt_id, said.slots).display
+            assert not any(w in text for w in SPEAK_WORDS), (pid, said.prompt_id, text)
+    # with a recogniser the same step still says it can be spoken
+    services.voice_available = True
+    t = await run_dialog(Dialog(services), [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears")])
+    assert "arrears" in t.said() and "arrears_keys" not in t.said()
+
+
+def test_every_keypad_only_wording_names_keys_not_speech(packs) -> None:
+    """Each prompt that invites speaking has a keypad-only form, in every pack, that does not."""
+    from assistant.locale_cli import example_slots
+    from assistant.prompts import KEYPAD_ONLY, keypad_only, spoken_form
+
+    for spoken, keys in KEYPAD_ONLY.items():
+        assert keypad_only(spoken) == keys and spoken_form(keys) == spoken
+        for pid in packs.ids():
+            pack = packs.get(pid)
+            said = pack.render(spoken, example_slots(pack, spoken)).display
+            typed = pack.render(keys, example_slots(pack, keys)).display
+            assert any(w in said for w in SPEAK_WORDS), (pid, spoken, said)
+            assert not any(w in typed for w in SPEAK_WORDS), (pid, keys, typed)

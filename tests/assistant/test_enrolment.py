@@ -178,16 +178,21 @@ async def test_staff_verification_fails_three_times_and_locks(kiosk, db) -> None
 
 
 async def test_customer_face_is_not_staff(kiosk, db) -> None:
-    """A customer's face does not verify anyone; typing a PIN then fails and is audited."""
+    """A customer's face does not verify anyone: the staff number is asked instead, and a
+    PIN typed for a number nobody has fails and is audited."""
     dialog, _, _ = kiosk
     cust = await CustomerDirectory(db).by_phone("13800138000")
     await run_dialog(dialog, [
         Step(StaffCommand("start_enrolment")),
-        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=cust.user_id), say=[], state="enrol_staff"),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=cust.user_id),
+             say=["staff_face_unknown", "staff_ask_number"], do=[("camera", "stop")], state="enrol_staff_no"),
+        *keys("1234"),
+        Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"], state="enrol_pin"),
         *keys("246810"),
-        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_pin"]),
+        Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_ask_number"], state="enrol_staff_no"),
     ])
-    assert (await audit.entries(db, "staff_verify_failed"))[-1].detail["reason"] == "no_staff_face"
+    failed = (await audit.entries(db, "staff_verify_failed"))[-1]
+    assert failed.staff_id is None and failed.detail["reason"] == "unknown_staff_no"
 
 
 async def test_account_of_another_customer_is_refused(kiosk) -> None:
@@ -239,3 +244,42 @@ async def test_phone_of_another_customer_is_refused_and_nothing_merges(kiosk, db
     ])
     after = await CustomerDirectory(db).by_phone("13800138000")
     assert after == before
+
+
+async def test_keypad_only_enrolment_asks_for_keys_not_words(kiosk, db, packs) -> None:
+    """Without a recogniser the customer's steps (consent, phone, account, another account,
+    the card) name the buttons and keys, on screen too, and keep their buttons."""
+    from assistant.messages import Show
+    from assistant.presenter import Presenter
+
+    dialog, _, staff_uid = kiosk
+    dialog.services.voice_available = False
+    t = await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
+        *keys("246810"),
+        Step(KeyPressed(Key.ENTER), say=["staff_verified", "consent_script_keys"], state="enrol_consent"),
+        Step(KeyPressed(Key.CONFIRM), say=["consent_recorded", "enrol_ask_phone_keys"], state="enrol_phone"),
+        *keys("135"),
+        Step(KeyPressed(Key.ENTER), say=["enrol_phone_invalid", "enrol_ask_phone_keys"]),
+        *keys("13512345678"), Step(KeyPressed(Key.ENTER)),
+        Step(KeyPressed(Key.CONFIRM), say=["enrol_ask_account_keys"], state="enrol_account"),
+        *keys("0300045678"), Step(KeyPressed(Key.ENTER)),
+        Step(KeyPressed(Key.CONFIRM), say=["enrol_ask_more_accounts_keys"], state="enrol_more"),
+        Step(ActionChosen("deny"), say=["enrol_face_capture"], state="enrol_face"),
+        Step(ActionChosen("skip"), say=["enrol_step_skipped", "enrol_ask_card_keys"], state="enrol_card_scan"),
+    ])
+    zh = packs.get()
+    presenter = Presenter(packs.get)
+    for step in t.steps:
+        for c in step:
+            if isinstance(c, Show) and "step" in c.fields:
+                model = presenter.present(c, zh)
+                assert not any(w in model.fields.get("step", "") for w in ("说", "讲")), model.fields
+                if c.fields["step"] == "consent_script_keys":
+                    assert [b.action for b in model.buttons[:2]] == ["confirm", "deny"]  # 同意 / 不同意
+                if c.fields["step"] == "enrol_ask_phone_keys":
+                    assert model.labels["digits"] == zh.label("hdr_phone")
+    for said in t.says():
+        text = zh.render(said.prompt_id, said.slots).display
+        assert not any(w in text for w in ("说", "讲")), (said.prompt_id, text)

@@ -133,8 +133,14 @@ def test_enrol_identify_forget_purge_commands(cli_config, tmp_path, capsys):
     assert "1 face template(s) deleted" in capsys.readouterr().out
     assert cli_main([*cfg, "identify", str(photos / "obama3.jpg")]) == 0
     assert "outcome=unknown" in capsys.readouterr().out
-    assert cli_main([*cfg, "forget", "--phone", "13999999999"]) == 1
+    assert cli_main([*cfg, "forget", "--phone", "13999999999", "--staff", "H001"]) == 1
     assert "no customer" in capsys.readouterr().err
+    # a withdrawal nobody took, or a consent nobody took, is not recorded
+    with pytest.raises(SystemExit):
+        cli_main([*cfg, "forget", "--phone", "13800138000"])
+    assert "--staff" in capsys.readouterr().err
+    assert cli_main([*cfg, "enrol-photo", str(photos / "obama.jpg"), "--phone", "13800138000", "--record-consent"]) == 1
+    assert "--record-consent needs --staff" in capsys.readouterr().err
 
     async def consents():
         async with Database(tmp_path / "kiosk.db") as db:
@@ -170,6 +176,87 @@ def test_enrol_demo_customers(tmp_path, monkeypatch, capsys):
     assert "already enrolled" in capsys.readouterr().out
     assert cli_main(["--config", str(cfg), "face", "identify", str(provisioned("face-images") / "obama2.jpg")]) == 0
     assert f"outcome=identified customer_id={user_id}" in capsys.readouterr().out
+
+
+def demo_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(
+        f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[storage]\npath = "{tmp_path / "kiosk.db"}"\n'
+        f'[models]\nmodels_dir = "{provisioned("face").parent}"\n'
+        f'data_dir = "{provisioned("face-images").parent}"\n'
+        "[face]\nthresholds = { face = 0.55 }\n"
+    )
+    return cfg
+
+
+def test_enrol_demo_does_not_give_back_a_withdrawn_consent(tmp_path, monkeypatch, capsys):
+    """After 'face forget' (the customer withdrew face consent), 'enrol-demo' must not enrol
+    the customer again on its own: it says so and records nothing; only staff recording that
+    the customer consented anew ('--renew-consent --staff') enrols them. Every consent
+    decision names the staff member."""
+    from assistant.seed import seed
+
+    monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
+    cfg = ["--config", str(demo_config(tmp_path)), "face"]
+
+    async def seeded() -> int:
+        async with Database(tmp_path / "kiosk.db") as db:
+            report = await seed(db, tmp_path / "var")
+            return next(iter(report.face_photos))
+
+    async def consents(user_id: int) -> list[tuple]:
+        async with Database(tmp_path / "kiosk.db") as db:
+            rows = await db.fetchall(
+                "SELECT c.granted, s.staff_no FROM consent c LEFT JOIN staff s ON s.id = c.staff_id "
+                "WHERE c.user_id = ? ORDER BY c.id", (user_id,))
+            return [tuple(r) for r in rows]
+
+    user_id = asyncio.run(seeded())
+    obama2 = str(provisioned("face-images") / "obama2.jpg")
+    assert cli_main([*cfg, "enrol-demo"]) == 0
+    assert f"customer {user_id}: consent recorded by staff H001" in capsys.readouterr().out
+    assert asyncio.run(consents(user_id)) == [(1, "H001")]
+    assert cli_main([*cfg, "forget", "--user", str(user_id), "--staff", "B001"]) == 0
+    capsys.readouterr()
+
+    assert cli_main([*cfg, "enrol-demo"]) == 1
+    out, err = capsys.readouterr()
+    assert f"customer {user_id}: not enrolled: the customer withdrew face consent" in err
+    assert "--renew-consent --staff" in err and "enrolled from" not in out
+    assert asyncio.run(consents(user_id)) == [(1, "H001"), (0, "B001")]  # nothing re-granted
+    assert cli_main([*cfg, "identify", obama2]) == 0
+    assert "outcome=unknown" in capsys.readouterr().out
+
+    # renewing needs the name of who took the new consent
+    assert cli_main([*cfg, "enrol-demo", "--renew-consent"]) == 1
+    assert "--renew-consent needs --staff" in capsys.readouterr().err
+    assert cli_main([*cfg, "enrol-demo", "--renew-consent", "--staff", "H001"]) == 0
+    assert f"customer {user_id}: consent renewed by staff H001" in capsys.readouterr().out
+    assert asyncio.run(consents(user_id)) == [(1, "H001"), (0, "B001"), (1, "H001")]
+    assert cli_main([*cfg, "identify", obama2]) == 0
+    assert f"outcome=identified customer_id={user_id}" in capsys.readouterr().out
+
+
+async def test_a_consent_record_without_staff_is_refused_by_the_database(db):
+    import sqlite3
+
+    from assistant.errors import FaceError
+    from assistant.face_cli import record_consent
+
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
+        await tx.execute("INSERT INTO staff(staff_no, name, role, pin_hash) VALUES ('H001', 'x', 'hall', 'x')")
+    with pytest.raises(FaceError, match="staff member"):
+        await record_consent(db, 1, None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError, match="staff member"):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO consent(user_id, purpose, granted) VALUES (1, 'face', 0)")
+    await record_consent(db, 1, 1)
+    with pytest.raises(sqlite3.IntegrityError, match="staff member"):
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE consent SET staff_id = NULL")
+    assert [tuple(r) for r in await db.fetchall("SELECT granted, staff_id FROM consent")] == [(1, 1)]
 
 
 def test_face_commands_with_odd_numbers_end_in_one_line(cli_config, tmp_path, capsys):

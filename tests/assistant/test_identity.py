@@ -44,13 +44,21 @@ def photos():
     return provisioned("face-images")
 
 
+async def hall_staff(db) -> int:
+    """A hall staff member to record consents with (added once)."""
+    async with db.transaction() as tx:
+        await tx.execute("INSERT OR IGNORE INTO staff(staff_no, name, role, pin_hash) VALUES ('H001', 'x', 'hall', 'x')")
+    return int((await db.fetchone("SELECT id FROM staff WHERE staff_no = 'H001'"))[0])
+
+
 async def add_user(db, phone: str, consent: bool = True) -> int:
+    staff_id = await hall_staff(db)
     async with db.transaction() as tx:
         cur = await tx.execute("INSERT INTO login_user(uid, phone) VALUES (?, ?)", (f"U{phone}", phone))
         user_id = cur.lastrowid
         if consent:
             await tx.execute(
-                "INSERT INTO consent(user_id, purpose, granted) VALUES (?, 'face', 1)", (user_id,)
+                "INSERT INTO consent(user_id, purpose, granted, staff_id) VALUES (?, 'face', 1, ?)", (user_id, staff_id)
             )
     return user_id
 
@@ -155,7 +163,7 @@ async def test_consent_is_required_and_forget_withdraws_it(db, ident, engine, ph
     user = await add_user(db, "13800138000")
     await ident.gallery.enrol(user, [embed(engine, photos / "obama.jpg")])
     assert (await ident.look(photo(photos / "obama3.jpg"))).customer_id == user
-    assert await ident.gallery.forget(user) == 1
+    assert await ident.gallery.forget(user, await hall_staff(db)) == 1
     assert (await ident.look(photo(photos / "obama3.jpg"))).outcome is FaceOutcome.UNKNOWN
     assert await db.fetchone("SELECT 1 FROM face_embedding WHERE user_id = ?", (user,)) is None
     with pytest.raises(FaceEnrolmentError, match="not consented"):
@@ -227,7 +235,7 @@ async def test_photos_kept_only_when_configured_and_encrypted(db, engine, photos
     assert not data.startswith(b"\xff\xd8")  # not a readable JPEG
     jpeg = gallery.cipher.open_bytes(data, f"image:{user}:{row}:0")
     assert jpeg.startswith(b"\xff\xd8")
-    await gallery.forget(user)
+    await gallery.forget(user, await hall_staff(db))
     assert not (tmp_path / "faces" / str(user)).exists()
     # default: nothing is written
     plain = FaceIdentifier(engine, Gallery(db, EmbeddingCipher(KEY), "face"), FaceSection(thresholds={"face": 0.55}))

@@ -126,3 +126,32 @@ async def test_face_of_a_customer_whose_account_billing_no_longer_knows(running)
     assert "九九九九" in " ".join(t for t, _ in voice.said)  # the account's tail, in words
     assert not [ln for ln in kiosk.transcript.lines if ln.kind == "error"]
     assert display.current.screen == "welcome"
+
+
+async def test_transcript_of_a_walk_up_is_in_the_order_things_happen(running) -> None:
+    """The camera recognises a customer at walk-up: the transcript shows the face, then what
+    the kiosk does about it - no "look at the screen" after she was recognised, no second
+    look by the camera - and "请看着屏幕" is said at most once in any session start."""
+    kiosk, display, voice, *_, db = running
+    uid = (await db.fetchone("SELECT id FROM login_user WHERE phone='13800138000'"))[0]
+    start = len(kiosk.transcript.lines)
+    kiosk.post(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid))
+    await until(display, "identified")
+    await kiosk.quiet()
+    lines = [(ln.kind, ln.text) for ln in kiosk.transcript.lines[start:]]
+    kinds = [f"{k} {t.split(' ', 1)[0]}" for k, t in lines]
+    assert kinds[0] == "event face"
+    assert kinds[1:] == ["device camera.stop", "say [greeting_named]", "say [arrears]", "show identified"], lines
+    kiosk.post(ActionChosen("cancel"))
+    await until(display, "welcome")
+    await kiosk.quiet()
+    # pressing the big key instead: the welcome asks her to look, and that is said once
+    start = len(voice.said)
+    kiosk.post(KeyPressed(Key.CONFIRM))
+    model = await until(display, "identify")
+    await kiosk.quiet()
+    spoken = " ".join(t for t, _ in voice.said[start:])
+    assert spoken.count("请看着屏幕") == 1, spoken
+    assert model.fields["guidance"]  # the screen shows what to do
+    said = [ln.text for ln in kiosk.transcript.lines if ln.kind == "say"]
+    assert not any(t.startswith("[looking]") for t in said)

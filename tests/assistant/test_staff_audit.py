@@ -84,3 +84,27 @@ async def test_no_staff_face_counts_as_failure(staff, db) -> None:
     with pytest.raises(StaffVerificationFailed):
         await directory.verify(None, "246810", purpose="enrolment")
     assert (await audit.entries(db, "staff_verify_failed"))[-1].detail["reason"] == "no_staff_face"
+
+
+def test_staff_numbers_are_typed_as_on_a_telephone_keypad() -> None:
+    from assistant.staff import keypad_code
+
+    assert keypad_code("H001") == "4001" and keypad_code("B001") == "2001"
+    assert keypad_code("wxyz-90") == "999990"  # lower case too; the dash is not typed
+    assert keypad_code("12345") == "12345"
+
+
+async def test_staff_found_by_the_number_typed_on_the_keypad(staff, db) -> None:
+    directory, _, _ = staff
+    assert (await directory.by_keypad("4001")).staff_no == "H001"
+    assert (await directory.by_keypad("2001")).staff_no == "B001"
+    assert await directory.by_keypad("001") is None  # the digits alone are not a number
+    assert await directory.by_keypad("") is None
+    # G001 is typed like H001: neither can be meant by 4001
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO staff(staff_no, name, role, pin_hash) VALUES ('G001', 'x', 'hall', 'x')")
+    assert await directory.by_keypad("4001") is None
+    # someone no longer active does not count
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE staff SET active = 0 WHERE staff_no = 'G001'")
+    assert (await directory.by_keypad("4001")).staff_no == "H001"

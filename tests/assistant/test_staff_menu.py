@@ -159,3 +159,117 @@ async def test_welcome_screen_keeps_the_hall_phone_when_no_staff_are_present(bas
     commands = await dialog.start()
     welcome = [c for c in commands if isinstance(c, Show)][-1]
     assert welcome.fields["guidance"] == Prompt.ALERT_NO_STAFF_NOTICE and welcome.fields["phone"] == "95598"
+
+
+# ----------------------------------------------------------------------------- no camera: keypad
+
+
+def names_said(t, packs) -> list[str]:
+    """Every prompt of the transcript as shown on screen (the packs' own words)."""
+    zh = packs.get()
+    return [zh.render(s.prompt_id, s.slots).display for s in t.says()]
+
+
+async def test_without_a_camera_staff_type_their_number_and_pin(base, db, packs) -> None:
+    """No camera: 办理业务 asks for the staff number (H001 is typed 4001), then the PIN; the
+    right PIN opens the staff menu; nothing asks anyone to look at a camera or names nobody."""
+    services, _ = base
+    services.face_available = False
+    dialog = Dialog(services)
+    t = await run_dialog(dialog, [
+        Step(ActionChosen("services"), say=["staff_ask_number"], show="enrol_staff", state="enrol_staff_no"),
+        *keys("4001"),
+        Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"], state="enrol_pin"),
+        *keys("246810"),
+        Step(KeyPressed(Key.ENTER), say=["staff_verified", "staff_menu"], show="staff_menu", state="staff_menu"),
+    ])
+    said = [s.prompt_id for s in t.says()]
+    assert "staff_verify" not in said and "staff_pin" not in said
+    assert ("camera", "identify") not in [(c.device, c.action) for step in t.steps for c in step
+                                          if hasattr(c, "device")]
+    shown = names_said(t, packs)
+    assert not any(text.startswith("，") for text in shown), shown  # never "，请输入密码"
+    verified = await audit.entries(db, "staff_verified")
+    assert [(e.detail["purpose"], e.detail["by"]) for e in verified] == [("menu", "keypad")]
+    assert dialog.session.staff_member.staff_no == "H001"
+
+
+async def test_keypad_staff_number_and_pin_fail_three_times_and_lock(base, db) -> None:
+    services, _ = base
+    services.face_available = False
+    dialog = Dialog(services)
+    await run_dialog(dialog, [
+        Step(ActionChosen("services"), state="enrol_staff_no"),
+        # a number nobody has, then the right number with a wrong PIN: refused alike,
+        # and both asked again (which of the two was wrong is not told)
+        *keys("9999"), Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"]),
+        *keys("246810"), Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_ask_number"], state="enrol_staff_no"),
+        *keys("4001"), Step(KeyPressed(Key.ENTER)),
+        *keys("111111"), Step(KeyPressed(Key.ENTER), say=["staff_refused", "staff_ask_number"]),
+        *keys("4001"), Step(KeyPressed(Key.ENTER)),
+        *keys("222222"), Step(KeyPressed(Key.ENTER), say=["staff_locked", "goodbye"], state="idle"),
+        # locked: even the right number and PIN are refused for a while
+        Step(ActionChosen("services"), state="enrol_staff_no"),
+        *keys("4001"), Step(KeyPressed(Key.ENTER)),
+        *keys("246810"), Step(KeyPressed(Key.ENTER), say=["staff_locked", "goodbye"], state="idle"),
+    ])
+    failed = await audit.entries(db, "staff_verify_failed")
+    assert [(e.detail["reason"], e.detail["by"]) for e in failed] == [
+        ("unknown_staff_no", "keypad"), ("pin_or_role", "keypad"), ("pin_or_role", "keypad")]
+    assert len(await audit.entries(db, "staff_locked")) == 1
+    assert len(await audit.entries(db, "staff_verify_locked")) == 1
+    assert await audit.verify(db) is None
+    assert "246810" not in str([e.detail for e in await audit.entries(db)])
+
+
+async def test_a_face_that_is_not_staff_falls_back_to_the_staff_number(base, db) -> None:
+    services, _ = base
+    dialog = Dialog(services)
+    await run_dialog(dialog, [
+        Step(ActionChosen("services"), say=["staff_verify"], do=[("camera", "identify")], state="enrol_staff"),
+        Step(FaceSeen(FaceOutcome.UNKNOWN), say=["staff_face_unknown", "staff_ask_number"],
+             do=[("camera", "stop")], state="enrol_staff_no"),
+        *keys("4001"), Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"]),
+        *keys("246810"), Step(KeyPressed(Key.ENTER), say=["staff_verified", "staff_menu"], state="staff_menu"),
+    ])
+
+
+async def test_staff_can_type_their_number_while_the_camera_looks(base) -> None:
+    services, _ = base
+    dialog = Dialog(services)
+    await run_dialog(dialog, [
+        Step(StaffCommand("staff_menu"), state="enrol_staff"),
+        # the first digit typed stops the camera and is the number's first digit
+        Step(KeyPressed(Key("4")), do=[("camera", "stop")], show="enrol_staff", state="enrol_staff_no"),
+        *keys("001"), Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"]),
+        *keys("246810"), Step(KeyPressed(Key.ENTER), state="staff_menu"),
+        Step(ActionChosen("cancel"), state="idle"),
+        # or the "type the staff number" button
+        Step(StaffCommand("staff_menu"), state="enrol_staff"),
+        Step(ActionChosen("enter"), say=["staff_ask_number"], do=[("camera", "stop")], state="enrol_staff_no"),
+    ])
+    assert dialog.session.digits == ""
+
+
+async def test_cassette_exchange_without_a_camera(base, db, tmp_path: Path) -> None:
+    """Dual control by keypad: the hall member by number and PIN, then the bank member."""
+    services, _ = base
+    services.face_available = False
+    sim = make_sim(tmp_path, notes={2000: 30}, coins={100: 20})
+    try:
+        async with Harness(db, sim) as h:
+            services.cash = h.service
+            services.cassettes = CassetteExchange(db, h.service.units, services.staff)
+            dialog = Dialog(services)
+            await run_dialog(dialog, [
+                Step(StaffCommand("staff_menu"), state="enrol_staff_no"),
+                *keys("4001"), Step(KeyPressed(Key.ENTER)), *keys("246810"),
+                Step(KeyPressed(Key.ENTER), state="staff_menu"),
+                Step(ActionChosen("cash_exchange"), say=["cassette_bank_verify", "staff_ask_number"],
+                     state="enrol_staff_no"),
+                *keys("2001"), Step(KeyPressed(Key.ENTER), say=["staff_pin_keypad"]), *keys("135790"),
+                Step(KeyPressed(Key.ENTER), say=["cassette_choose_unit"], state="cassette_unit"),
+            ])
+            assert {dialog.session.staff_member.staff_no, dialog.session.second_member.staff_no} == {"H001", "B001"}
+    finally:
+        sim.stop()

@@ -68,7 +68,8 @@ async def enrolled(db, engine):
     """A gallery with obama.jpg enrolled as customer 1."""
     async with db.transaction() as tx:
         await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
-        await tx.execute("INSERT INTO consent(user_id, purpose, granted) VALUES (1, 'face', 1)")
+        await tx.execute("INSERT OR IGNORE INTO staff(id, staff_no, name, role, pin_hash) VALUES (1, 'H001', 'x', 'hall', 'x')")
+        await tx.execute("INSERT INTO consent(user_id, purpose, granted, staff_id) VALUES (1, 'face', 1, 1)")
     gallery = Gallery(db, EmbeddingCipher(bytes(32)), "face")
     await gallery.enrol(1, [engine.analyse(photo("obama.jpg"))[0].embedding])
     return FaceIdentifier(engine, gallery, SECTION)
@@ -156,14 +157,16 @@ async def test_gallery_enroller_inside_the_enrolment_transaction(db, engine):
     with pytest.raises(RuntimeError):
         async with db.transaction() as tx:
             await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
-            await tx.execute("INSERT INTO consent(user_id, purpose, granted) VALUES (1, 'face', 1)")
+            await tx.execute("INSERT OR IGNORE INTO staff(id, staff_no, name, role, pin_hash) VALUES (1, 'H001', 'x', 'hall', 'x')")
+            await tx.execute("INSERT INTO consent(user_id, purpose, granted, staff_id) VALUES (1, 'face', 1, 1)")
             await port.enrol_in(tx, 1, frames)
             raise RuntimeError("the customer walked away")
     assert (await ident.look(photo("obama3.jpg"))).outcome is FaceOutcome.UNKNOWN
     # committed: found after the transaction
     async with db.transaction() as tx:
         await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U2', '13900139000')")
-        await tx.execute("INSERT INTO consent(user_id, purpose, granted) VALUES (1, 'face', 1)")
+        await tx.execute("INSERT OR IGNORE INTO staff(id, staff_no, name, role, pin_hash) VALUES (1, 'H001', 'x', 'hall', 'x')")
+        await tx.execute("INSERT INTO consent(user_id, purpose, granted, staff_id) VALUES (1, 'face', 1, 1)")
         assert await port.enrol_in(tx, 1, frames) == 1
         assert len(gallery) == 0  # not searchable before the commit
     d = await ident.look(photo("obama3.jpg"))

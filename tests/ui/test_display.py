@@ -270,8 +270,10 @@ async def test_touching_a_dialect_redraws_the_screen_in_it(db, tmp_path, display
         labels = {w.action: w.text for w in display.host.buttons if w.action != Action.LANGUAGE}
         assert labels[Action.REPEAT] == yue.label("btn_repeat") != zh.label("btn_repeat")
         assert display.host.ids.title.text == yue.label("title_welcome")
-        others = {w.text for w in display.host.buttons if w.action == Action.LANGUAGE}
-        assert others == {zh.label("pack_name"), packs[0].get("zh-CN-sichuan").label("pack_name")}
+        languages = [(w.text, w.current) for w in display.host.buttons if w.action == Action.LANGUAGE]
+        # the same buttons in the same order; now 粤语 is the one marked as chosen
+        assert languages == [(zh.label("pack_name"), False), (yue.label("pack_name"), True),
+                             (packs[0].get("zh-CN-sichuan").label("pack_name"), False)]
 
 
 async def test_text_scale_reaches_every_text(display, packs, renderer) -> None:

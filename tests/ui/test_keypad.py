@@ -61,7 +61,7 @@ def test_hash_and_star_walk_the_buttons_and_enter_presses_the_focused_one() -> N
 def test_typing_leaves_the_buttons_so_enter_submits_again() -> None:
     entry = model(
         Screen.ACCOUNT_ENTRY,
-        Button(Action.ENTER, "确定", primary=True),
+        Button(Action.ENTER, "确认", primary=True),
         Button(Action.CLEAR, "删除"),
         Button(Action.CANCEL, "取消"),
     )
@@ -81,3 +81,19 @@ def test_focus_survives_an_update_of_the_same_screen_only() -> None:
     assert nav.focus == 0
     nav.show(CASH)
     assert nav.focus is None
+
+
+def test_the_big_key_presses_the_button_chosen_with_star_or_hash() -> None:
+    """The screen's hint says: choose a button with * or #, then press the confirm key (the
+    key the primary button's badge names): the confirm key presses the chosen button."""
+    nav = KeypadNavigator()
+    nav.show(IDENTIFIED)
+    nav.press(Key.HASH)
+    nav.press(Key.HASH)
+    assert nav.press(Key.CONFIRM) == [Post(ActionChosen(Action.OTHER_METHODS, ""))]
+    assert nav.focus == 1  # pressed again, it presses the same button again
+    nav.press(Key.STAR)
+    nav.press(Key.STAR)
+    assert nav.press(Key.CONFIRM) == [Post(ActionChosen(Action.LANGUAGE, "yue"))]
+    nav.show(CASH)  # a new screen: no choice made there, the key goes to the dialog
+    assert nav.press(Key.CONFIRM) == [Post(KeyPressed(Key.CONFIRM))]

@@ -120,3 +120,28 @@ def test_audit_catches_a_heading_pressed_against_the_bar(renderer) -> None:
     heading.y = bar.y - dp(24) - heading.height
     clear = ScreenAudit("clear", 1.0)
     assert round(check_header_gap(bar, content, clear)) == 24 and clear.ok
+
+
+LANGUAGE_SCREENS = ("welcome", "identify", "identified", "cash", "settings", "enrol_staff", "enrol_staff_number",
+                    "staff_menu", "result", "account_entry")
+
+
+@pytest.mark.parametrize("scale", [1.0, MAX_TEXT_SCALE])
+def test_language_buttons_keep_their_place_on_every_screen_and_in_every_language(renderer, packs, samples, scale) -> None:
+    """Each language's button is at the same spot whatever the screen and whatever language is
+    in use (the one in use stays, marked as chosen), so a customer finds it where it was."""
+    source, ids = packs
+    assert len(ids) > 1
+    places: dict[str, set[tuple[int, int]]] = {pid: set() for pid in ids}
+    for name in LANGUAGE_SCREENS:
+        for pack in ids:
+            sample = dataclasses.replace(samples[name], pack=pack)
+            host = draw(renderer, packs, sample, scale)
+            buttons = [w for w in host.buttons if w.action == "language"]
+            assert [w.value for w in buttons] == list(ids), (name, pack)
+            assert [w.value for w in buttons if w.current] == [pack], (name, pack)
+            for w in buttons:
+                x, top = w.to_window(w.x, w.top)
+                places[w.value].add((round(x), round(top)))
+    moved = {pid: spots for pid, spots in places.items() if len(spots) != 1}
+    assert not moved, f"language buttons moved between screens or languages: {moved}"

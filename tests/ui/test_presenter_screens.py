@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.messages import Amount, Show, frozen_map
+from assistant.messages import Amount, Count, Show, frozen_map
 from assistant.presenter import TITLES, Presenter
 from assistant.prompts import Label, Prompt
 from assistant.screens import Action, Screen
@@ -44,11 +44,12 @@ def test_buttons_are_worded_with_one_primary_first(models, packs) -> None:
 
 def test_each_language_button_is_labelled_in_its_own_language(models, packs) -> None:
     source, _ = packs
-    zh = {b.label for b in models["welcome"].buttons if b.action == Action.LANGUAGE}
-    yue = {b.label for b in models["welcome_yue"].buttons if b.action == Action.LANGUAGE}
+    zh = [(b.label, b.current) for b in models["welcome"].buttons if b.action == Action.LANGUAGE]
+    yue = [(b.label, b.current) for b in models["welcome_yue"].buttons if b.action == Action.LANGUAGE]
     name = {pid: source.get(pid).label(Label.PACK_NAME) for pid in ("zh-CN", "yue", "zh-CN-sichuan")}
-    assert zh == {name["yue"], name["zh-CN-sichuan"]}
-    assert yue == {name["zh-CN"], name["zh-CN-sichuan"]}
+    # every language, in the same order, the one in use marked as chosen
+    assert zh == [(name["zh-CN"], True), (name["yue"], False), (name["zh-CN-sichuan"], False)]
+    assert yue == [(name["zh-CN"], False), (name["yue"], True), (name["zh-CN-sichuan"], False)]
 
 
 def actions_of(model) -> list[str]:
@@ -59,8 +60,12 @@ def test_variants_choose_their_own_buttons(models, zh) -> None:
     assert actions_of(models["card_scan"]) == [Action.SKIP, Action.CANCEL]
     assert actions_of(models["card_scan_readback"]) == [Action.CONFIRM, Action.DENY, Action.SKIP, Action.CANCEL]
     assert models["card_scan_readback"].buttons[1].label == zh.label(Label.BTN_RESCAN)
-    assert actions_of(models["enrol_staff"]) == [Action.CANCEL]
+    # while the camera looks, staff can type their number instead (the big key too)
+    assert actions_of(models["enrol_staff"]) == [Action.ENTER, Action.CANCEL]
+    assert models["enrol_staff"].buttons[0].label == zh.label(Label.BTN_STAFF_NUMBER)
     assert actions_of(models["enrol_staff_pin"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
+    assert actions_of(models["enrol_staff_number"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
+    assert actions_of(models["enrol_staff_pin_keypad"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
     consent = models["enrol_customer_consent"]
     assert [b.label for b in consent.buttons[:2]] == [zh.label(Label.BTN_AGREE), zh.label(Label.BTN_DISAGREE)]
     assert actions_of(models["enrol_customer_phone"]) == [Action.ENTER, Action.CLEAR, Action.CANCEL]
@@ -86,6 +91,9 @@ def test_titles_and_hints_follow_what_happened(models, zh) -> None:
     assert models["enrol_customer_phone"].labels["digits"] == zh.label(Label.HDR_PHONE)
     assert models["enrol_customer_account"].labels["digits"] == zh.label(Label.HDR_ACCOUNT)
     assert "digits" not in models["enrol_staff_pin"].labels  # a PIN has no heading
+    assert "digits" not in models["enrol_staff_pin_keypad"].labels
+    assert models["enrol_staff_number"].labels["digits"] == zh.label(Label.HDR_STAFF_NO)
+    assert models["enrol_staff_number"].fields["digits"] == "400"  # a staff number is not secret
 
 
 def test_steps_are_shown_with_their_slots_or_left_to_the_caption(models, zh) -> None:
@@ -95,6 +103,8 @@ def test_steps_are_shown_with_their_slots_or_left_to_the_caption(models, zh) -> 
     assert "step" not in models["enrol_staff_pin"].fields
     assert models["enrol_staff_pin"].caption and "{" not in models["enrol_staff_pin"].caption
     assert models["card_scan_readback"].fields["digits"] == "6222 0212 3456 7890 128"
+    # After a typed staff number the PIN prompt has no name: it is shown as it is said.
+    assert models["enrol_staff_pin_keypad"].fields["step"] == zh.render(Prompt.STAFF_PIN_KEYPAD, {}).display
 
 
 def test_cash_shows_change_as_money_and_warns_when_there_is_none(models, zh) -> None:
@@ -135,3 +145,23 @@ def test_welcome_without_a_camera_asks_for_the_key_not_to_stand_in_front(packs) 
     assert shown[True].labels["hint"] == zh.label(Label.HINT_WELCOME) == "请站到屏幕前，或按确认键开始"
     assert shown[False].labels["hint"] == zh.label(Label.HINT_WELCOME_KEYS) == "请按确认键开始"
     assert "camera" not in shown[False].fields
+
+
+def test_settings_show_speech_rate_and_volume_in_words_never_a_bare_number(models, zh, packs) -> None:
+    """At the default the settings screen showed "说话快慢 0" and "声音大小 0"."""
+    default = models["settings_default"]
+    assert default.fields["rate"] == default.fields["volume"] == zh.label(Label.SETTING_STANDARD)
+    assert default.fields["text_size"] == "100"  # drawn with its % sign
+    changed = models["settings"]  # one step slower, two steps louder
+    assert changed.fields["rate"] == zh.label(Label.SETTING_SLOWER, {"steps": "1"})
+    assert changed.fields["volume"] == zh.label(Label.SETTING_LOUDER, {"steps": "2"})
+    source, ids = packs
+    presenter = Presenter(source.get)
+    for pid in ids:
+        pack = source.get(pid)
+        for rate, volume in ((0, 0), (-2, -1), (1, 3)):
+            show = Show(Screen.SETTINGS, frozen_map(text_size=Count(100), rate=Count(rate), volume=Count(volume)))
+            m = presenter.present(show, pack)
+            for key in ("rate", "volume"):
+                assert not m.fields[key].lstrip("-").isdigit(), (pid, key, m.fields[key])
+                assert "{" not in m.fields[key]
