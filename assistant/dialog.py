@@ -1338,7 +1338,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._say(Prompt.CASH_FAULT_CLEARED)
             self._show_cash()
             self._touch()
-        # RETURNED, CHANGE_PAID, REMAINDER_CREDITED and FINISHED are reported to the
+        elif (
+            kind is CashEventKind.RETURNED and s.cash_cancelled and event.detail == "notes" and event.value_fen > 0
+        ):
+            # A note still being checked when the customer cancelled: the unit hands it
+            # back uncounted, so nothing said so far covered it. Tell them to take it.
+            self._say(Prompt.CASH_RETURNING, amount=Amount(event.value_fen))
+        # RETURNED (refunds), CHANGE_PAID, REMAINDER_CREDITED and FINISHED are reported to the
         # customer once, from the payment's result (see _on_payment_done).
 
     def _wait_for_cash(self) -> None:

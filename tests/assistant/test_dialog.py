@@ -375,6 +375,28 @@ async def test_quick_pay_needs_liveness_then_pays(services, card_customer) -> No
     assert challenge.slots["direction"] in ("liveness_left", "liveness_right")
 
 
+async def test_a_note_handed_back_from_escrow_after_cancel_is_announced(services, db) -> None:
+    """The customer cancels while the first note is still being checked: nothing was counted,
+    but the unit hands the note back, and the customer is told to take it."""
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.NOTE_IN_ESCROW, value_fen=10000)),
+            Step(KeyPressed(Key.CANCEL), not_say=["cash_returning"]),
+        ],
+        services.spawner,
+    )
+    returned = CashEvent(CashEventKind.RETURNED, value_fen=10000, detail="notes",
+                         payment_id=dialog.session.payment_id)
+    t = await run_dialog(dialog, [Step(returned, say=["cash_returning"]), Step(SPAWNED, say=["cancelled", "goodbye"])],
+                         services.spawner, start=False)
+    assert t.says(0)[0].slots["amount"] == Amount(10000)
+
+
 async def test_an_unforeseen_failure_while_settling_cash_calls_staff(services, db) -> None:
     """The cash payment's result cannot be had (here the database fails): the customer hears
     that the money inserted is on record and staff are coming; the screen does not hang."""
