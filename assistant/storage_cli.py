@@ -35,6 +35,12 @@ async def _run(action: str, config: Config) -> int:
         elif action == "check":
             row = await db.fetchone("PRAGMA integrity_check")
             print(f"{path}: integrity {row[0]}, schema version {await db.version()}")
+            # Consent decisions written before every decision had to name its staff member.
+            unnamed = await db.fetchall("SELECT id, user_id, granted, at FROM consent WHERE staff_id IS NULL ORDER BY id")
+            for c in unnamed:
+                what = "granted" if c["granted"] else "withdrawn"
+                print(f"{path}: warning: consent record {c['id']} (customer {c['user_id']}, {what} {c['at']}) "
+                      "names no staff member; have the hall confirm it with the customer", file=sys.stderr)
             return 0 if row[0] == "ok" else 1
         elif action == "seed":
             from assistant.seed import seed

@@ -47,3 +47,25 @@ def test_an_unforeseen_failure_is_one_line(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip()
     assert err == ("main.py db: unexpected ValueError: a value nobody expected "
                    "(run again with -v for the details)")
+
+
+def test_db_check_reports_consent_records_without_a_staff_member(tmp_path: Path, config,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Consent decisions written before each one had to name its staff member are listed, so the
+    hall can confirm them; the database itself is sound (exit 0)."""
+    import asyncio
+
+    from assistant.storage import Database, database_path
+
+    async def old_row() -> None:
+        async with Database(database_path(config)) as db:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
+                await tx.execute("DROP TRIGGER consent_needs_staff")  # as in a database of before
+                await tx.execute("INSERT INTO consent(user_id, purpose, granted, at) "
+                                 "VALUES (1, 'face', 1, '2026-01-02T03:04:05Z')")
+
+    asyncio.run(old_row())
+    assert main(["db", "check"]) == 0
+    err = capsys.readouterr().err
+    assert "consent record 1 (customer 1, granted 2026-01-02T03:04:05Z) names no staff member" in err
