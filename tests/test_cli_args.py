@@ -58,12 +58,11 @@ def test_db_check_reports_consent_records_without_a_staff_member(tmp_path: Path,
     from assistant.storage import Database, database_path
 
     async def old_row() -> None:
-        async with Database(database_path(config)) as db:
-            async with db.transaction() as tx:
-                await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
-                await tx.execute("DROP TRIGGER consent_needs_staff")  # as in a database of before
-                await tx.execute("INSERT INTO consent(user_id, purpose, granted, at) "
-                                 "VALUES (1, 'face', 1, '2026-01-02T03:04:05Z')")
+        async with Database(database_path(config)) as db, db.transaction() as tx:
+            await tx.execute("INSERT INTO login_user(uid, phone) VALUES ('U1', '13800138000')")
+            await tx.execute("DROP TRIGGER consent_needs_staff")  # as in a database of before
+            await tx.execute("INSERT INTO consent(user_id, purpose, granted, at) "
+                             "VALUES (1, 'face', 1, '2026-01-02T03:04:05Z')")
 
     asyncio.run(old_row())
     assert main(["db", "check"]) == 0
