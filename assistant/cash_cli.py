@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import sys
 import termios
@@ -338,9 +339,10 @@ async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
                     else:
                         sim.load_cassette(str(unit), {})
             else:
-                if sim is not None and unit != Unit.CASHBOX:  # rehearsal: they load it
-                    sim.load_cassette(str(unit), args.counts)
-                report = await exchange.end(unit, bank, hall, args.counts)
+                # rehearsal: they load it into the simulator, once both are verified
+                load = (functools.partial(sim.load_cassette, str(unit), args.counts)
+                        if sim is not None and unit != Unit.CASHBOX else None)
+                report = await exchange.end(unit, bank, hall, args.counts, load)
         except (CassetteError, StaffVerificationFailed, StaffLocked) as exc:
             print(f"refused: {exc}")
             return 2

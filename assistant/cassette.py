@@ -14,7 +14,7 @@ lock-out) and both ends of the exchange go to the hash-chained audit log.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,13 +188,20 @@ class CassetteExchange:
         return report
 
     async def end(self, unit: Unit, bank: tuple[str, str], hall: tuple[str, str],
-                  counts_in: Mapping[int, int]) -> ExchangeReport:
-        """Record what was loaded, compare with the unit's own count, unlock."""
+                  counts_in: Mapping[int, int], loaded: Callable[[], None] | None = None) -> ExchangeReport:
+        """Record what was loaded, compare with the unit's own count, unlock.
+
+        ``loaded`` is called once both people are verified and the counts accepted, just
+        before the unit is asked for its count (a rehearsal on the simulator loads the
+        cassette there); a refused exchange never reaches it.
+        """
         b, h = await self._dual(bank, hall)
         current = await self.open_exchange(unit)
         if current is None:
             raise CassetteError(f"no open exchange of {unit}")
         self._check_counts(unit, counts_in)
+        if loaded is not None:
+            loaded()
         device = self.units.get(unit)
         device_in = None
         if device is not None:

@@ -169,3 +169,28 @@ async def test_no_pin_at_the_prompt_is_one_line_and_records_nothing(data: Path) 
     # PINs piped in, one a line, are taken
     code, out, err = await cli(data, *args, stdin=b"1111\n3333\n")
     assert code == 0 and "exchange 1 of coins: open" in out, err
+
+
+def test_a_refused_exchange_end_leaves_the_cassette_as_it_was(
+        data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong PIN, or no exchange open, used to load the counts into the simulator before the
+    refusal: the unit's cash changed and the next real exchange showed a false shortage."""
+    from assistant.cli import main
+
+    db = _staff_db(tmp_path / "k" / "kiosk.db")
+    common = ["--db", str(db), "--unit", "coins", "--bank", "B01", "--hall", "H01", "--hall-pin", "3333"]
+    assert main(["cash", "levels", "--db", str(db)]) == 0
+    before = capsys.readouterr().out
+    sim_state = (tmp_path / "k" / "cash" / "sim.json").read_text()
+    # no exchange open
+    assert main(["cash", "exchange", "end", *common, "--bank-pin", "1111", "--counts", "10=1"]) == 2
+    assert "no open exchange of coins" in capsys.readouterr().out
+    assert (tmp_path / "k" / "cash" / "sim.json").read_text() == sim_state
+    # an exchange open, but a wrong PIN at the end
+    assert main(["cash", "exchange", "start", *common, "--bank-pin", "1111"]) == 0
+    capsys.readouterr()
+    sim_state = (tmp_path / "k" / "cash" / "sim.json").read_text()
+    assert main(["cash", "exchange", "end", *common, "--bank-pin", "0000", "--counts", "10=1"]) == 2
+    assert "refused" in capsys.readouterr().out
+    assert (tmp_path / "k" / "cash" / "sim.json").read_text() == sim_state
+    assert "value:" in before  # levels were readable before any of this
