@@ -328,7 +328,7 @@ async def _exchange(args: argparse.Namespace, config: Config, what: str) -> int:
 
     async def work(db: Database, units: CashUnits) -> int:
         devices: dict[Unit, Any] = {Unit.NOTES: units.notes, Unit.COINS: units.coins}
-        exchange = CassetteExchange(db, devices)
+        exchange = CassetteExchange(db, devices, by="cli")
         sim = units.simulator
         try:
             if what == "start":

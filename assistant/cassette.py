@@ -84,17 +84,20 @@ class CassetteExchange:
         units: the open cash units (``Unit.NOTES`` / ``Unit.COINS``); the cashbox is
             counted by hand and needs no device.
         staff: staff verification (one is made on ``db`` when None).
+        by: how the staff numbers reach the kiosk, for the audit log: ``keypad`` (the
+            kiosk's pad) or ``cli`` (the command line).
     """
 
     def __init__(self, db: Database, units: Mapping[Unit, CashDevice],
-                 staff: StaffDirectory | None = None) -> None:
+                 staff: StaffDirectory | None = None, by: str = "keypad") -> None:
         self.db = db
         self.units = dict(units)
         self.staff = staff or StaffDirectory(db)
+        self.by = by
 
     async def _verify(self, who: tuple[str, str], roles: tuple[str, ...]) -> StaffMember:
         member = await self.staff.by_number(who[0])
-        verified = await self.staff.verify(member, who[1], PURPOSE)
+        verified = await self.staff.verify(member, who[1], PURPOSE, by=self.by)
         if verified.role not in roles:
             raise StaffVerificationFailed(
                 f"staff {verified.staff_no} is {verified.role} staff, not {' or '.join(roles)}"

@@ -7,11 +7,14 @@ with it (``H001`` is typed 4001, ``B001`` 2001); digits are typed as they are. T
 active staff numbers that type the same (``G001`` and ``H001``) identify nobody.
 
 Three failed attempts lock staff functions at this kiosk for a while; every
-attempt, good or bad, is written to the hash-chained audit log (never the PIN).
+attempt, good or bad, is written to the hash-chained audit log (never the PIN). The
+count and the lock are kept in that log, not in memory, so they hold for the kiosk
+window and the command line alike, and across a restart.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -78,16 +81,35 @@ class StaffDirectory:
         db: the kiosk database.
         max_failures: failed attempts before locking.
         lock_s: how long the lock lasts.
-        clock: time source (tests pass their own).
+        clock: wall-clock time in seconds since the epoch (tests pass their own); the
+            lock's end is stored in the audit log, so it must mean the same after a restart.
     """
 
-    def __init__(self, db: Database, max_failures: int = 3, lock_s: float = 300.0, clock=time.monotonic) -> None:
+    def __init__(self, db: Database, max_failures: int = 3, lock_s: float = 300.0, clock=time.time) -> None:
         self.db = db
         self.max_failures = max_failures
         self.lock_s = lock_s
         self.clock = clock
-        self.failures = 0
-        self.locked_until = 0.0
+
+    async def _locked_until(self) -> float:
+        """When the latest lock ends (0 when there never was one)."""
+        row = await self.db.fetchone(
+            "SELECT detail FROM audit_log WHERE action = 'staff_locked' ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            return 0.0
+        try:
+            return float(json.loads(row["detail"]).get("until", 0.0))
+        except (ValueError, TypeError, AttributeError):
+            return 0.0
+
+    async def _failures(self) -> int:
+        """Failed attempts since the last success or lock."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'staff_verify_failed' AND id > "
+            "(SELECT COALESCE(MAX(id), 0) FROM audit_log WHERE action IN ('staff_verified', 'staff_locked'))"
+        )
+        return int(row["n"]) if row else 0
 
     async def by_user(self, user_id: int) -> StaffMember | None:
         """The active staff member whose face enrolment is this login user, if any."""
@@ -97,9 +119,10 @@ class StaffDirectory:
         return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
 
     async def by_number(self, staff_no: str) -> StaffMember | None:
-        """The active staff member with this staff number, if any."""
+        """The active staff member with this staff number (any letter case), if any."""
         row = await self.db.fetchone(
-            "SELECT id, staff_no, name, role FROM staff WHERE staff_no = ? AND active = 1", (staff_no,)
+            "SELECT id, staff_no, name, role FROM staff WHERE UPPER(staff_no) = UPPER(?) AND active = 1",
+            (staff_no.strip(),),
         )
         return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
 
@@ -127,10 +150,10 @@ class StaffDirectory:
             pin: the PIN typed on the keypad.
             purpose: what the verification is for (recorded in the audit log).
             role: the role required (None: any).
-            by: how the member was identified, ``face`` or ``keypad`` (recorded).
+            by: how the member was identified, ``face``, ``keypad`` or ``cli`` (recorded).
         """
         now = self.clock()
-        if now < self.locked_until:
+        if now < await self._locked_until():
             await audit.record(self.db, "staff_verify_locked", None, purpose=purpose)
             raise StaffLocked("staff functions are locked after repeated failures")
         ok = False
@@ -139,22 +162,20 @@ class StaffDirectory:
             ok = bool(row) and check_pin(pin, row["pin_hash"]) and (role is None or member.role == role)
         if ok:
             assert member is not None
-            self.failures = 0
             await audit.record(self.db, "staff_verified", member.id, purpose=purpose, role=member.role, by=by)
             return member
-        self.failures += 1
+        failures = await self._failures() + 1
         await audit.record(
             self.db,
             "staff_verify_failed",
             member.id if member else None,
             purpose=purpose,
-            attempt=self.failures,
+            attempt=failures,
             by=by,
             reason=("no_staff_face" if by == "face" else "unknown_staff_no") if member is None else "pin_or_role",
         )
-        if self.failures >= self.max_failures:
-            self.locked_until = now + self.lock_s
-            self.failures = 0
-            await audit.record(self.db, "staff_locked", None, purpose=purpose, seconds=self.lock_s)
+        if failures >= self.max_failures:
+            await audit.record(self.db, "staff_locked", None, purpose=purpose, seconds=self.lock_s,
+                               until=round(now + self.lock_s, 3))
             raise StaffLocked("staff functions are locked after repeated failures")
         raise StaffVerificationFailed("staff verification failed")

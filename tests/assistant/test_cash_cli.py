@@ -194,3 +194,12 @@ def test_a_refused_exchange_end_leaves_the_cassette_as_it_was(
     assert "refused" in capsys.readouterr().out
     assert (tmp_path / "k" / "cash" / "sim.json").read_text() == sim_state
     assert "value:" in before  # levels were readable before any of this
+
+    async def attempts() -> list[tuple[str, str]]:
+        from assistant import audit
+
+        async with Database(db) as d:
+            return [(e.action, e.detail["by"]) for e in await audit.entries(d) if e.action.startswith("staff_verif")]
+
+    # recorded as typed on the command line (not "by face"); the failure counts towards the lock
+    assert asyncio.run(attempts())[-1] == ("staff_verify_failed", "cli")

@@ -108,3 +108,29 @@ async def test_staff_found_by_the_number_typed_on_the_keypad(staff, db) -> None:
     async with db.transaction() as tx:
         await tx.execute("UPDATE staff SET active = 0 WHERE staff_no = 'G001'")
     assert (await directory.by_keypad("4001")).staff_no == "H001"
+
+
+async def test_the_lock_holds_for_another_directory_as_after_a_restart(staff, db) -> None:
+    """The failure count and the lock live in the audit log: a kiosk restarted, or the command
+    line next to it, starts from them instead of from zero."""
+    directory, uid, clock = staff
+    member = await directory.by_user(uid)
+    with pytest.raises(StaffVerificationFailed):
+        await directory.verify(member, "000000", purpose="enrolment")
+    other = StaffDirectory(db, max_failures=3, lock_s=60, clock=lambda: clock[0])  # a new process
+    with pytest.raises(StaffVerificationFailed):
+        await other.verify(member, "000000", purpose="cassette_exchange", by="cli")
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "000000", purpose="enrolment")  # the third, wherever typed
+    again = StaffDirectory(db, max_failures=3, lock_s=60, clock=lambda: clock[0])
+    with pytest.raises(StaffLocked):
+        await again.verify(member, "246810", purpose="cassette_exchange", by="cli")
+    clock[0] += 61
+    assert (await again.verify(member, "246810", purpose="enrolment")).staff_no == "H001"
+    failed = await audit.entries(db, "staff_verify_failed")
+    assert [(e.detail["attempt"], e.detail["by"]) for e in failed] == [(1, "face"), (2, "cli"), (3, "face")]
+
+
+async def test_a_staff_number_is_found_in_any_letter_case(staff) -> None:
+    directory, _, _ = staff
+    assert (await directory.by_number(" h001 ")).staff_no == "H001"
