@@ -207,13 +207,13 @@ def check(
             problems.append(Problem(locales_dir / pack_id, 0, f"there is no pack '{pack_id}'", f"use one of: {', '.join(sorted(packs))}", "schema"))
         # a base pack's loading problems are this pack's too: it is built from those files
         keep = {f.id for f in packs[pack_id].files_chain} if pack_id in packs else {pack_id}
-        problems = [p for p in problems if _folder(p, locales_dir) in keep or pack_id in p.file.parts]
+        problems = [p for p in problems if pack_folder(p, locales_dir) in keep or pack_id in p.file.parts]
     unreadable = _unreadable(packs, problems, locales_dir)
     problems += check_packs(packs, locales_dir, font=font, vocabulary=vocabulary, default=default, only=pack_id, skip=unreadable)
     return problems
 
 
-def _folder(problem: Problem, locales_dir: Path) -> str | None:
+def pack_folder(problem: Problem, locales_dir: Path) -> str | None:
     """The pack folder a problem's file is in (None: outside every pack)."""
     try:
         return problem.file.resolve().relative_to(locales_dir.resolve()).parts[0]
@@ -228,7 +228,7 @@ def _unreadable(packs: Mapping[str, LocalePack], problems: list[Problem], locale
     tab in ``responses.yaml`` would otherwise add a 'missing' problem for each of its
     hundreds of ids and bury the one line that names the real fault.
     """
-    broken = {_folder(p, locales_dir) for p in problems if p.rule == "syntax"}
+    broken = {pack_folder(p, locales_dir) for p in problems if p.rule == "syntax"}
     return frozenset(pid for pid, pack in packs.items() if any(f.id in broken for f in pack.files_chain))
 
 

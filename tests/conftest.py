@@ -156,3 +156,18 @@ def remount(mount: Path, mode: str) -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True, capture_output=True)
+
+
+SHIPPED_PACKS = ("zh-CN", "yue", "zh-CN-sichuan")
+"""The locale packs the kiosk ships (and its tests are about)."""
+
+
+def copy_shipped_locales(dest: Path) -> Path:
+    """Copy the shipped packs to ``dest`` and return it. A pack a maintainer is writing
+    beside them in ``locales/`` is left out, so their work in progress cannot change what
+    these tests see (nor clash with the example packs the tests create)."""
+    import shutil
+
+    for pack in SHIPPED_PACKS:
+        shutil.copytree(ROOT / "locales" / pack, dest / pack)
+    return dest

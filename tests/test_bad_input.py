@@ -19,6 +19,7 @@ from assistant.kiosk import HeadlessDisplay
 from assistant.messages import Key, KeyPressed, Utterance
 from assistant.seed import seed
 from assistant.storage import Database
+from tests.conftest import copy_shipped_locales
 
 DATA = ROOT / "var" / "data"
 MODELS = ROOT / "var" / "models"
@@ -188,12 +189,11 @@ def remove_cantonese(locales: Path) -> None:
 async def test_a_reload_that_removes_the_customer_s_pack_goes_on_in_the_default_pack(tmp_path) -> None:
     # every screen and prompt failed ('no locale pack yue') until the session ended, and
     # the language buttons still offered the removed pack
-    import shutil
 
     from assistant.locale_check import check
 
     locales = tmp_path / "locales"
-    shutil.copytree(ROOT / "locales", locales)
+    copy_shipped_locales(locales)
     cfg = kiosk_config(tmp_path, str(DATA / "face-images/biden.jpg"), kiosk={"locales_dir": str(locales)})
     parts, display, stop, task = await start(cfg, tmp_path, cash=False)
     try:
@@ -228,7 +228,7 @@ async def test_locales_reload_redraws_the_screen_on_display(tmp_path) -> None:
     import signal
 
     locales = tmp_path / "locales"
-    shutil.copytree(ROOT / "locales", locales)
+    copy_shipped_locales(locales)
     cfg = kiosk_config(tmp_path, str(DATA / "face-images/biden.jpg"),
                        kiosk={"locales_dir": str(locales), "data_dir": str(tmp_path / "var")})
     cfg.data["face"]["enabled"] = False  # nobody walks up: the welcome screen stays on display

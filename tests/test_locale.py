@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from assistant.locale_check import used_ids
 from assistant.locale_cli import example_slots
 from assistant.messages import Amount, Count, Digits, Seconds
 from assistant.prompts import Label, Prompt
+from tests.conftest import copy_shipped_locales
 
 LOCALES = ROOT / "locales"
 FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
@@ -70,9 +70,7 @@ def test_dialect_inherits_and_overrides() -> None:
 
 
 def _copy_locales(tmp_path: Path) -> Path:
-    dst = tmp_path / "locales"
-    shutil.copytree(LOCALES, dst)
-    return dst
+    return copy_shipped_locales(tmp_path / "locales")
 
 
 def test_reload_refuses_a_broken_pack_and_keeps_the_old_one(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from assistant.config import ROOT
 from assistant.locale import Problem, load_packs
 from assistant.locale_check import check
 from assistant.nlu import WordList, grammar_sentences
+from tests.conftest import SHIPPED_PACKS, copy_shipped_locales
 
 LOCALES = ROOT / "locales"
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
@@ -30,9 +30,7 @@ def _latin_font() -> Path:
 
 @pytest.fixture
 def locales(tmp_path: Path) -> Path:
-    dst = tmp_path / "locales"
-    shutil.copytree(LOCALES, dst)
-    return dst
+    return copy_shipped_locales(tmp_path / "locales")
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -55,7 +53,8 @@ def only(problems: list[Problem], rule: str) -> Problem:
 
 
 def test_shipped_packs_pass() -> None:
-    assert check(LOCALES, font=CJK_FONT) == []
+    for pack in SHIPPED_PACKS:
+        assert check(LOCALES, pack, font=CJK_FONT) == [], pack
 
 
 def test_unknown_key(locales: Path) -> None:

@@ -34,8 +34,9 @@ def default_packs(config: Config) -> tuple[PackSource, tuple[str, ...]]:
     from assistant.locale import LocaleRegistry
 
     registry = LocaleRegistry.from_config(config).load()
-    ids = tuple(registry.ids())
-    # The default first, the others in their order: the same buttons as the running kiosk.
+    ids = tuple(registry.offered())
+    # The default first, the others in their order: the same buttons as the running kiosk
+    # (a draft pack gets no button there, so none here).
     return registry, (registry.default_id, *(i for i in ids if i != registry.default_id))
 
 
