@@ -75,6 +75,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     wanted = set(metafunc.config.getoption("--pack") or [])
     packs = load_packs(Config.load().locales_dir, [])
+    unknown = sorted(wanted - set(packs))
+    if unknown:
+        # a mistyped pack would otherwise run nothing and pass
+        raise pytest.UsageError(f"--pack {', '.join(unknown)}: no such pack (packs: {', '.join(sorted(packs))})")
     params = []
     for pack_id, pack in sorted(packs.items()):
         if wanted and pack_id not in wanted:
