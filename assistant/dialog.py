@@ -125,6 +125,8 @@ class State(StrEnum):
 
 ENROL_STATES = frozenset(s for s in State if s.value.startswith("enrol_"))
 STAFF_STATES = frozenset({State.STAFF_MENU, State.CASSETTE_UNIT, State.CASSETTE_COUNT})
+OVERLAY_STATES = frozenset({State.HELP, State.SETTINGS, State.STILL_THERE})
+"""Screens put over a step (help, settings, the "still there?" warning); the step stays underneath."""
 
 
 # States in which the customer is expected to act, so the idle timer runs.
@@ -453,8 +455,16 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._cancel_timer(IDLE_TIMER)
 
     def _suspend(self) -> None:
-        """Remember where the customer is, to come back after a warning or a staff call."""
+        """Remember where the customer is, to come back after a warning or a staff call.
+
+        An overlay put over another overlay (the "still there?" warning over help, settings
+        opened from the warning) keeps the step underneath: remembering the overlay instead
+        lost an open cash payment behind it, so the warning's end did not hand the money
+        back and leaving help ended the session with the customer's notes inside.
+        """
         s = self.session
+        if self.state in OVERLAY_STATES and s.resume_state is not None:
+            return
         s.resume_state = self.state
         s.resume_said = list(self.last_said)
         s.resume_show = self.last_show
@@ -1455,6 +1465,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._end_session()
             return
         if event.timer == IDLE_TIMER and self.state in WAITING_STATES:
+            if self.state in OVERLAY_STATES and s.resume_state is State.SETTLING:
+                # Help or settings over a payment that is settling: its result comes by
+                # itself and is told then; the customer is not asked to hurry.
+                return
             self._suspend()
             s.warned = True
             self.state = State.STILL_THERE
