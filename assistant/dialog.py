@@ -8,7 +8,8 @@ same dialog runs behind the Kivy window and headless, with identical behaviour.
 
 Rules it keeps for elderly customers:
 - one keypress or one word pays the arrears by the default method; anything unusual
-  (another amount, a low-confidence recognition) is read back and confirmed;
+  (another amount, a low-confidence recognition) is read back and confirmed, and so is a
+  spoken word that would charge a card or an e-wallet (noise can be heard as a word);
 - every prompt can be repeated; speech can be slowed and made louder; the customer
   can always cancel or call staff;
 - every wait warns first and offers more time before giving up;
@@ -1024,7 +1025,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if intent in (Intent.CONFIRM, Intent.PAY, "enter"):
             method = str(slots.get("method") or s.method)
-            if conf < self.config.confirm_confidence or method != s.method:
+            if conf < self.config.confirm_confidence or method != s.method or _spoken_charge(event, method):
                 # Unusual or unsure: read it back before taking any money.
                 self._confirm_payment(method, s.account.arrears_fen)
                 return
@@ -1044,7 +1045,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         method = slots.get("method")
         if intent == Intent.PAY and method:
-            if conf < self.config.confirm_confidence:
+            if conf < self.config.confirm_confidence or _spoken_charge(event, str(method)):
                 self._confirm_payment(str(method), self.session.amount_fen)
                 return
             await self._start_payment(str(method), self.session.amount_fen)
@@ -1576,6 +1577,18 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._say(exc.prompt_id, **slots)
         if self.state not in (State.CASH, State.SETTLING):
             self._end_session()
+
+
+def _spoken_charge(event: Event, method: str) -> bool:
+    """True when one spoken word would take money from a card or an e-wallet.
+
+    A recogniser held to a grammar forces noise and other people's words onto the
+    grammar's words, often with full confidence (a beep heard as "对" at 1.0), so
+    confidence alone cannot guard a charge: it is read back and confirmed first. Cash is
+    not (nothing is taken until the customer puts money in), and keys are not (a press is
+    the customer's own act).
+    """
+    return isinstance(event, Utterance) and method != "cash"
 
 
 def _detail_int(detail: str, key: str) -> int:
