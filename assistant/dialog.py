@@ -8,7 +8,8 @@ same dialog runs behind the Kivy window and headless, with identical behaviour.
 
 Rules it keeps for elderly customers:
 - one keypress or one word pays the arrears by the default method; anything unusual
-  (another amount, a low-confidence recognition) is read back and confirmed;
+  (another amount, a low-confidence recognition) is read back and confirmed, and so is a
+  spoken word that would charge a card or an e-wallet (noise can be heard as a word);
 - every prompt can be repeated; speech can be slowed and made louder; the customer
   can always cancel or call staff;
 - every wait warns first and offers more time before giving up;
@@ -126,6 +127,8 @@ class State(StrEnum):
 
 ENROL_STATES = frozenset(s for s in State if s.value.startswith("enrol_"))
 STAFF_STATES = frozenset({State.STAFF_MENU, State.CASSETTE_UNIT, State.CASSETTE_COUNT})
+OVERLAY_STATES = frozenset({State.HELP, State.SETTINGS, State.STILL_THERE})
+"""Screens put over a step (help, settings, the "still there?" warning); the step stays underneath."""
 
 
 # States in which the customer is expected to act, so the idle timer runs.
@@ -467,8 +470,16 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._cancel_timer(IDLE_TIMER)
 
     def _suspend(self) -> None:
-        """Remember where the customer is, to come back after a warning or a staff call."""
+        """Remember where the customer is, to come back after a warning or a staff call.
+
+        An overlay put over another overlay (the "still there?" warning over help, settings
+        opened from the warning) keeps the step underneath: remembering the overlay instead
+        lost an open cash payment behind it, so the warning's end did not hand the money
+        back and leaving help ended the session with the customer's notes inside.
+        """
         s = self.session
+        if self.state in OVERLAY_STATES and s.resume_state is not None:
+            return
         s.resume_state = self.state
         s.resume_said = list(self.last_said)
         s.resume_show = self.last_show
@@ -1038,7 +1049,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         if intent in (Intent.CONFIRM, Intent.PAY, "enter"):
             method = str(slots.get("method") or s.method)
-            if conf < self.config.confirm_confidence or method != s.method:
+            if conf < self.config.confirm_confidence or method != s.method or _spoken_charge(event, method):
                 # Unusual or unsure: read it back before taking any money.
                 self._confirm_payment(method, s.account.arrears_fen)
                 return
@@ -1058,7 +1069,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
             return
         method = slots.get("method")
         if intent == Intent.PAY and method:
-            if conf < self.config.confirm_confidence:
+            if conf < self.config.confirm_confidence or _spoken_charge(event, str(method)):
                 self._confirm_payment(str(method), self.session.amount_fen)
                 return
             await self._start_payment(str(method), self.session.amount_fen)
@@ -1492,6 +1503,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._end_session()
             return
         if event.timer == IDLE_TIMER and self.state in WAITING_STATES:
+            if self.state in OVERLAY_STATES and s.resume_state is State.SETTLING:
+                # Help or settings over a payment that is settling: its result comes by
+                # itself and is told then; the customer is not asked to hurry.
+                return
             self._suspend()
             s.warned = True
             self.state = State.STILL_THERE
@@ -1601,6 +1616,18 @@ class Dialog(EnrolmentSteps, StaffSteps):
         self._say(exc.prompt_id, **slots)
         if self.state not in (State.CASH, State.SETTLING):
             self._end_session()
+
+
+def _spoken_charge(event: Event, method: str) -> bool:
+    """True when one spoken word would take money from a card or an e-wallet.
+
+    A recogniser held to a grammar forces noise and other people's words onto the
+    grammar's words, often with full confidence (a beep heard as "对" at 1.0), so
+    confidence alone cannot guard a charge: it is read back and confirmed first. Cash is
+    not (nothing is taken until the customer puts money in), and keys are not (a press is
+    the customer's own act).
+    """
+    return isinstance(event, Utterance) and method != "cash"
 
 
 def _detail_int(detail: str, key: str) -> int:

@@ -406,6 +406,8 @@ class Prompt(StrEnum):
     """A short sentence with Hanzi and an amount, spoken by the voice self-test at start-up."""
     CARD_CUT_OFF = "card_cut_off"
     """The card number is not fully in view; put the whole card inside the frame."""
+    CARD_SEVERAL = "card_several"
+    """More than one bank card is in view; put only the customer's own card there."""
     CASH_UNAVAILABLE = "cash_unavailable"
     """Cash cannot be taken right now; pay by card or e-wallet, or at the counter; staff are told."""
     CASSETTE_REFUSED = "cassette_refused"

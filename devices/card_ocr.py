@@ -71,6 +71,8 @@ class CardProblem(StrEnum):
     """Part of the number is outside the photo: put the whole card in view."""
     CHECK_FAILED = "card_check_failed"
     """A number was read but fails the check digit: please scan again."""
+    SEVERAL_CARDS = "card_several"
+    """Two or more valid card numbers in view: put only one card under the camera."""
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,8 @@ def judge(boxes: Sequence[TextBox], width: int, bins: BinTable) -> CardReading:
 
     def worse(problem: CardProblem, n: int) -> None:
         nonlocal best_bad
-        rank = {CardProblem.NO_NUMBER: 0, CardProblem.CUT_OFF: 1, CardProblem.CHECK_FAILED: 2}
+        rank = {CardProblem.NO_NUMBER: 0, CardProblem.CUT_OFF: 1, CardProblem.CHECK_FAILED: 2,
+                CardProblem.SEVERAL_CARDS: 3}
         if best_bad is None or rank[problem] > rank[best_bad[1]]:
             best_bad = (n, problem)
 
@@ -372,6 +375,11 @@ def judge(boxes: Sequence[TextBox], width: int, bins: BinTable) -> CardReading:
             worse(CardProblem.CHECK_FAILED, n)
         else:
             found.append(CardNumber(run.digits, bins.lookup(run.digits)))
+    banks = {c.digits for c in found if c.issuer is not None}
+    if len(banks) > 1:
+        # Two cards in view (the customer's and a spouse's side by side): binding whichever
+        # was read first could tie the wrong person's card to this customer.
+        return CardReading(None, CardProblem.SEVERAL_CARDS, digits_seen=max(len(d) for d in banks))
     if found:
         # Prefer a number whose issuer is known (the expiry or a phone number cannot be one).
         found.sort(key=lambda c: c.issuer is None)
@@ -414,7 +422,9 @@ class CardReader(ABC):
             return CardReading(None, CardProblem.NO_NUMBER)
         width = int(image.shape[1])
         reading = judge(self._boxes(image), width, self.bins)
-        if not self.try_rotated or (reading.number is not None and reading.number.issuer is not None):
+        if not self.try_rotated or reading.problem is CardProblem.SEVERAL_CARDS or (
+            reading.number is not None and reading.number.issuer is not None
+        ):
             return reading
         # Nothing valid, or a valid number from no known bank: an upside-down card read
         # group by group gives the groups in reverse order, which passes Luhn one time
@@ -426,7 +436,7 @@ class CardReader(ABC):
         if reading.ok:
             return reading
         # Report the more specific of the two problems.
-        order = [CardProblem.NO_NUMBER, CardProblem.CUT_OFF, CardProblem.CHECK_FAILED]
+        order = [CardProblem.NO_NUMBER, CardProblem.CUT_OFF, CardProblem.CHECK_FAILED, CardProblem.SEVERAL_CARDS]
         return max(reading, again, key=lambda r: order.index(r.problem or CardProblem.NO_NUMBER))
 
     async def read_async(self, image: np.ndarray, timeout: float = 15.0) -> CardReading:

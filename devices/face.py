@@ -206,6 +206,10 @@ def check_quality(faces: Sequence[FaceObservation], limits: QualityLimits) -> Qu
 # ----------------------------------------------------------------------------- engines
 
 
+MIN_FACE_PX = 8
+"""A frame whose short side, letterboxed to the detector's input, is under this cannot hold a face."""
+
+
 def _cv2() -> Any:
     try:
         import cv2
@@ -293,6 +297,7 @@ class InsightFaceRecognizer(FaceRecognizer):
         if "recognition" not in app.models:
             raise FaceError(f"{model_dir}: no face recogniser model found")
         app.prepare(ctx_id=-1, det_thresh=det_threshold, det_size=(det_size, det_size))
+        self.det_size = det_size
         self._det = app.models["detection"]
         self._rec = app.models["recognition"]
         self.dim = int(self._rec.output_shape[1]) if getattr(self._rec, "output_shape", None) else 512
@@ -301,8 +306,13 @@ class InsightFaceRecognizer(FaceRecognizer):
     def detect(self, image: np.ndarray) -> list[FaceObservation]:
         """Every face in the frame with box, keypoints, score, pose and sharpness."""
         image = _as_bgr(image)
-        bboxes, kpss = self._det.detect(image, max_num=0)
         h, w = image.shape[:2]
+        if min(h, w) * self.det_size < MIN_FACE_PX * max(h, w, 1):
+            # Letterboxed to the detector's input, the short side would be under a face's
+            # size (an empty frame, a one-pixel strip): the detector's resize failed with an
+            # OpenCV assertion. Such a frame is a glitch or the wrong file, said as such.
+            raise FaceError(f"a {w}x{h} image is too small or too thin to hold a face")
+        bboxes, kpss = self._det.detect(image, max_num=0)
         out = []
         for i in range(bboxes.shape[0]):
             kps = kpss[i]

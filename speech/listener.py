@@ -20,6 +20,7 @@ goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 NO_SPEECH_TIMER = "no_speech"
 """Timer name of the :class:`~assistant.messages.Timeout` sent when nobody speaks."""
+
+MIC_REOPEN_DELAYS = (0.5, 2.0, 5.0, 15.0)
+"""Waits before reopening a microphone that went dead (the last one repeats)."""
 
 
 def endpoint_settings(section: AsrSection) -> EndpointSettings:
@@ -61,7 +65,9 @@ class Listener:
         gate: the microphone gate shared with the speaker.
         vad: voice activity detector (default: :class:`EnergyVad` from ``asr``).
         on_partial: receives the words heard so far (streaming engines; for captions).
-        read_timeout: a microphone silent this long is dead (an error).
+        read_timeout: a microphone silent this long is dead: it is closed and reopened.
+        reopen_delays: seconds to wait before each attempt to reopen a dead microphone (the
+            last one repeats for as long as it stays dead).
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class Listener:
         vad: Vad | None = None,
         on_partial: Callable[[str], None] | None = None,
         read_timeout: float = 5.0,
+        reopen_delays: tuple[float, ...] = MIC_REOPEN_DELAYS,
     ) -> None:
         self.mic = mic
         self.transcriber = transcriber
@@ -86,6 +93,7 @@ class Listener:
         self.vad = vad or EnergyVad(self.asr.vad_threshold_db, self.asr.vad_min_dbfs)
         self.endpointer = Endpointer(endpoint_settings(self.asr))
         self.read_timeout = read_timeout
+        self.reopen_delays = reopen_delays or MIC_REOPEN_DELAYS
         self._grammar: Grammar | None = None
         self._listening = False
         self._stream: TranscriberStream | None = None
@@ -153,16 +161,74 @@ class Listener:
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
-        """Consume the microphone until :meth:`stop` or the end of a finite source."""
-        await self.mic.start()
+        """Consume the microphone until :meth:`stop` or the end of a finite source.
+
+        A microphone that cannot be opened, or stops delivering audio, is closed and
+        reopened until it works again (or :meth:`stop`): a read timeout used to end this
+        task, and the kiosk went on inviting customers to speak without ever hearing them.
+        """
+        opened = await self._open_mic(first=True)
         try:
-            while not self._stopped.is_set():
-                chunk = await self.mic.read(self.read_timeout)
+            while opened and not self._stopped.is_set():
+                try:
+                    chunk = await self.mic.read(self.read_timeout)
+                except (TimeoutError, KioskError, OSError) as exc:
+                    log.error("microphone stopped delivering audio (%s); reopening it", exc or type(exc).__name__)
+                    await self._close_mic()
+                    self._lost_audio()
+                    opened = await self._open_mic()
+                    continue
                 if chunk is None:
                     break
                 await self._process(chunk.mono())
         finally:
+            await self._close_mic()
+
+    async def _open_mic(self, first: bool = False) -> bool:
+        """Open the microphone, retrying after :attr:`reopen_delays`; False once stopped.
+
+        The first open is tried at once; a reopen waits first (a device that just failed
+        usually needs a moment).
+        """
+        failures = 0 if first else 1
+        while not self._stopped.is_set():
+            if failures:
+                delay = self.reopen_delays[min(failures - 1, len(self.reopen_delays) - 1)]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                if self._stopped.is_set():
+                    break
+            try:
+                await self.mic.start()
+            except (KioskError, OSError) as exc:
+                log.error("cannot open the microphone: %s", exc)
+                await self._close_mic()
+                failures += 1
+                continue
+            if failures:
+                log.warning("microphone open again")
+            return True
+        return False
+
+    async def _close_mic(self) -> None:
+        """Release the microphone; a device that fails even to close is only logged."""
+        try:
             await self.mic.stop()
+        except Exception:
+            log.exception("closing the microphone failed")
+
+    def _lost_audio(self) -> None:
+        """Audio went missing mid-turn: start a fresh turn; a customer who was speaking
+        hears "not understood" (half an amount must never be taken as the whole)."""
+        heard = self.endpointer.in_speech
+        try:
+            self._restart_turn()
+        except Exception:
+            log.exception("speech recogniser could not start a new turn")
+            self.endpointer.reset()
+            self._stream = None
+        if heard and self._listening:
+            self.on_event(Utterance("", 0.0))
 
     async def _process(self, chunk: AudioChunk, replayed: bool = False) -> None:
         gate = self.gate

@@ -327,3 +327,79 @@ async def test_cancel_with_money_in_shows_that_it_is_being_returned(live, packs)
     result = await k.payment()
     assert result.outcome == "cancelled" and result.refunded_fen == 10000
     await k.reconciles()
+
+
+@pytest.mark.parametrize("overlay", ["help", "settings"])
+async def test_a_customer_who_walks_away_from_help_or_settings_mid_payment_gets_the_money_back(
+    live, overlay: str
+) -> None:
+    """The customer opens help (or settings) on the cash screen after a note went in, then
+    walks away. The "still there?" warning over that screen must not forget the payment
+    behind it: at the end of the grace time the note is handed back, as on the cash screen,
+    and the payment is closed - not left open, acceptors on, with the customer's 50 元."""
+    k = await live(idle_timeout_s=0.8, grace_timeout_s=0.8)
+    await k.to_cash()
+    await k.insert_note(5000)
+    await k.display.wait_for("cash", 5)
+    for _ in range(50):
+        if k.dialog.session.inserted_fen == 5000:
+            break
+        await asyncio.sleep(0.1)
+    k.kiosk.post(KeyPressed(Key.HELP) if overlay == "help" else ActionChosen("settings"))
+    await k.display.wait_for(overlay, 5)
+    await k.display.wait_for("still_there", 5)
+    await k.display.wait_for("welcome", 10)
+    result = await k.payment()
+    assert result.outcome == "cancelled" and result.refunded_fen == 5000
+    said = k.said()
+    assert "timed_out" in said and "cash_returning" in said
+    await k.reconciles()
+
+
+async def test_more_time_over_help_mid_payment_still_leads_back_to_the_cash_screen(live) -> None:
+    """"More time" asked over the help screen of an open cash payment goes back to the
+    payment's screen (staff are already called), not to a help screen whose way out ended
+    the session with the customer's money inside."""
+    k = await live(idle_timeout_s=0.8, grace_timeout_s=5.0)
+    await k.to_cash()
+    await k.insert_note(5000)
+    for _ in range(50):
+        if k.dialog.session.inserted_fen == 5000:
+            break
+        await asyncio.sleep(0.1)
+    k.kiosk.post(KeyPressed(Key.HELP))
+    await k.display.wait_for("help", 5)
+    await k.display.wait_for("still_there", 5)
+    k.kiosk.post(KeyPressed(Key.CONFIRM))  # more time
+    model = await k.display.wait_for("cash", 5)
+    assert model.fields["inserted"] == "¥50.00"
+    await k.insert_note(10000)
+    result = await k.payment()
+    assert result.posted_fen == 12345 and result.outcome == "paid"
+    await k.display.wait_for("result", 10)
+    assert "payment_success" in k.said() and "cash_returning" not in k.said()
+    await k.reconciles()
+
+
+async def test_settings_opened_from_the_still_there_warning_mid_payment(live) -> None:
+    """Settings opened from the "still there?" warning of a cash payment: closing them goes back
+    to the payment (it used to go back to a warning with no timer left, which stayed up for good
+    and whose "more time" ended the session with the money inside); walking away then still
+    hands the note back."""
+    k = await live(idle_timeout_s=0.8, grace_timeout_s=3.0)
+    await k.to_cash()
+    await k.insert_note(5000)
+    for _ in range(50):
+        if k.dialog.session.inserted_fen == 5000:
+            break
+        await asyncio.sleep(0.1)
+    await k.display.wait_for("still_there", 5)
+    k.kiosk.post(ActionChosen("settings"))
+    await k.display.wait_for("settings", 5)
+    k.kiosk.post(KeyPressed(Key.CONFIRM))  # done with the settings
+    model = await k.display.wait_for("cash", 5)
+    assert model.fields["inserted"] == "¥50.00"
+    await k.display.wait_for("welcome", 15)  # walked away: warned, then timed out
+    result = await k.payment()
+    assert result.outcome == "cancelled" and result.refunded_fen == 5000
+    await k.reconciles()

@@ -836,3 +836,66 @@ def test_every_keypad_only_wording_names_keys_not_speech(packs) -> None:
             typed = pack.render(keys, example_slots(pack, keys)).display
             assert any(w in said for w in SPEAK_WORDS), (pid, spoken, said)
             assert not any(w in typed for w in SPEAK_WORDS), (pid, keys, typed)
+
+
+@pytest.fixture
+async def wallet_customer(services, db):
+    """张建国 with the e-wallet as his default method (123.45 元: no liveness needed)."""
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway
+
+    wallet = SandboxGateway(db, "ewallet", SandboxConfig(latency_s=0.0))
+    await wallet.ensure_schema()
+    uid = await services.customers.link(
+        phone="13800138000", name="张建国", accounts=["3100012345"], default_method="ewallet",
+    )
+    services.noncash = NonCashPayments(db, services.billing, {"ewallet": wallet}, "K001")
+    return uid
+
+
+async def test_a_spoken_word_never_charges_an_ewallet_without_a_read_back(services, wallet_customer) -> None:
+    """A recogniser held to a grammar forces noise onto its words with full confidence (a
+    beep, the hall's chatter heard as "对" at 1.0): one such word charged the customer's
+    e-wallet at once. Money leaves a wallet or card on one spoken word only after the kiosk
+    has said what it is about to take and heard it confirmed."""
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=wallet_customer), state="arrears"),
+            Step(Utterance("对", confidence=1.0), say=["confirm_method"], show="confirm", state="confirm_payment"),
+            Step(Utterance("对", confidence=1.0), say=["paying_noncash"], state="paying"),
+            Step(SPAWNED, say=["payment_success", "receipt_spoken", "receipt_printing"], state="result"),
+        ],
+        services.spawner,
+    )
+    assert (await services.billing.account("3100012345")).arrears_fen == 0
+
+
+async def test_one_keypress_still_pays_by_ewallet(services, wallet_customer) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=wallet_customer), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), say=["paying_noncash"], state="paying"),
+        ],
+        services.spawner,
+    )
+    for job in services.spawner.pending:
+        job.close()
+
+
+async def test_a_spoken_method_on_the_method_screen_is_read_back_before_a_wallet_is_charged(
+    services, wallet_customer
+) -> None:
+    dialog = Dialog(services)
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=wallet_customer), state="arrears"),
+            Step(ActionChosen("other_methods"), say=["choose_method"], state="choose_method"),
+            Step(Utterance("用电子钱包", confidence=1.0), say=["confirm_method"], state="confirm_payment"),
+            Step(Utterance("取消"), state="idle"),
+        ],
+    )

@@ -133,3 +133,76 @@ async def test_random_event_storm(db, tmp_path, packs, understanding, seed_no: i
                     presenter.present(cmd, pack, caption="", text_scale=1.0, packs=services.packs)
     for job in spawner.pending:
         job.close()  # never awaited: the storm is over
+
+
+class TrackingCash(StormCash):
+    """The storm's cash side, remembering which payments were begun and which were closed
+    (handed back by a cancel that took effect)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.begun: set[str] = set()
+        self.closed: set[str] = set()
+
+    async def begin(self, payment_id, account_no, due_fen, user_id):
+        self.begun.add(payment_id)
+
+    async def cancel(self, payment_id):
+        taken_back = await super().cancel(payment_id)
+        if taken_back is not False:
+            self.closed.add(payment_id)
+        return taken_back
+
+
+def _customer_event(rng: random.Random, dialog: Dialog):
+    """What a confused or impatient customer does: any key, any button, a phrase, a timer
+    running out, or the cash unit reporting on this payment."""
+    c = rng.random()
+    if c < 0.35:
+        return KeyPressed(rng.choice(list(Key)))
+    if c < 0.55:
+        return ActionChosen(rng.choice(list(Action)).value, rng.choice(["", "yue", "zh-CN"]))
+    if c < 0.7:
+        return Utterance(rng.choice(PHRASES), confidence=0.95)
+    if c < 0.85:
+        return Timeout(rng.choice(["idle", "grace", "result", "no_speech"]))
+    kind = rng.choice([CashEventKind.CREDITED, CashEventKind.NOTE_IN_ESCROW, CashEventKind.PAID_IN_FULL,
+                       CashEventKind.FAULT, CashEventKind.FAULT_CLEARED, CashEventKind.CHANGE_IMPOSSIBLE])
+    return CashEvent(kind, value_fen=5000, inserted_fen=5000, payment_id=dialog.session.payment_id)
+
+
+@pytest.mark.parametrize("seed_no", range(12))
+async def test_no_cash_payment_is_left_open_behind_a_new_session(db, tmp_path, packs, understanding, seed_no) -> None:
+    """Whatever the customer does on the cash screen or over it (help, settings, the "still
+    there?" warning, in any order), the session never moves on from a cash payment it began
+    without either handing the money back or waiting for the payment's result."""
+    await seed(db, tmp_path)
+    rng = random.Random(1000 + seed_no)
+    spawner = Spawner()
+    cash = TrackingCash(rng)
+    services = DialogServices(
+        billing=LedgerBilling(db), customers=CustomerDirectory(db), understanding=understanding,
+        staff=StaffDirectory(db), cash=cash, spawn=spawner, packs=tuple(packs.ids()), hall_phone="95598",
+    )
+    dialog = Dialog(services)
+    users = [r[0] for r in await db.fetchall("SELECT id FROM login_user")]
+    await dialog.start()
+    recent: list[str] = []
+    for _ in range(300):
+        if dialog.state == "idle" and rng.random() < 0.8:
+            events = [FaceSeen(FaceOutcome.IDENTIFIED, customer_id=users[0]), KeyPressed(Key.CONFIRM)]
+        elif spawner.pending and rng.random() < 0.2:
+            events = await spawner.run()
+        else:
+            events = [_customer_event(rng, dialog)]
+        for event in events:
+            before, state = dialog.session.payment_id, dialog.state
+            await dialog.handle(event)
+            recent = [*recent[-11:], f"{state} {event!r} -> {dialog.state}"]
+            if dialog.session.cash_waiting:
+                cash.closed.add(dialog.session.cash_waiting)
+            if before in cash.begun and dialog.session.payment_id != before:
+                assert before in cash.closed, "payment left open:\n" + "\n".join(recent)
+    assert cash.begun, "the storm never reached the cash screen"
+    for job in spawner.pending:
+        job.close()

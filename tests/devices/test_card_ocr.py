@@ -103,6 +103,20 @@ def test_upside_down_groups_are_settled_by_reading_the_turned_photo():
     assert ScriptedReader(upright).read(np.zeros((600, 1000, 3), np.uint8)).upside_down is False
 
 
+def test_two_cards_in_view_are_refused_not_one_picked():
+    # the customer's card and a spouse's side by side: either could have been bound
+    other = "6217001234567890122"  # China Construction Bank, 19 digits
+    boxes = [box("6222 0212 3456 7894", 80, 300), box("6217 0012 3456 7890 122", 1100, 300)]
+    r = judge(boxes, 2000, BINS)
+    assert not r.ok and r.problem is CardProblem.SEVERAL_CARDS
+    assert r.event() == CardRead(ok=False, problem="card_several")
+    assert ICBC16 not in repr(r) and other not in repr(r)
+    # one card plus a number of no known bank (an upside-down read's reversed groups) is one card
+    assert judge([box("6222 0212 3456 7894", 80, 300), box("7894 3456 0212 6222", 80, 500)], 1000, BINS).ok
+    # the same card seen twice (a reflection) is still one card
+    assert judge([box("6222 0212 3456 7894", 80, 300), box("6222 0212 3456 7894", 80, 500)], 1000, BINS).ok
+
+
 def test_bin_table():
     assert len(BINS) > 900
     assert BINS.lookup(CCB19).code == "CCB"
@@ -198,6 +212,14 @@ def test_a_frame_too_small_for_a_card_is_unreadable_not_an_error(reader, shape):
     # a one-pixel strip took it minutes and gigabytes
     r = reader.read(np.zeros(shape, np.uint8))
     assert not r.ok and r.problem is CardProblem.NO_NUMBER
+
+
+def test_two_cards_in_one_photo_ask_for_one_card(reader, cards):
+    left = cards.photograph(cards.render_card(ICBC16))
+    right = cards.photograph(cards.render_card(CCB19, bank="中国建设银行"))
+    for frame in (np.concatenate([left, right], axis=1), np.concatenate([left, right], axis=0)):
+        r = reader.read(frame)
+        assert not r.ok and r.problem is CardProblem.SEVERAL_CARDS
 
 
 def test_grey_and_alpha_photos_of_a_card_are_read(reader, cards):

@@ -136,6 +136,24 @@ def test_grey_and_alpha_frames_are_accepted(engine, photos):
     assert float(engine.analyse(rgba)[0].embedding @ ref) > 0.99
 
 
+@pytest.mark.parametrize(
+    "shape", [(0, 0, 3), (1, 40000, 3), (3000, 2, 3)], ids=["empty", "strip", "column"]
+)
+def test_a_frame_too_thin_for_a_face_is_a_face_error_not_an_engine_crash(engine, shape):
+    # a panorama strip given to 'face identify' failed in the detector's resize (an OpenCV
+    # assertion, reported as an unexpected error), and an empty frame divided by zero; the
+    # kiosk's camera worker turns a FaceError into the account-number path
+    from assistant.errors import FaceError
+
+    with pytest.raises(FaceError, match="too small or too thin"):
+        engine.detect(np.zeros(shape, np.uint8))
+
+
+def test_a_tiny_square_frame_simply_has_no_face(engine):
+    assert engine.detect(np.zeros((1, 1, 3), np.uint8)) == []
+    assert engine.detect(np.zeros((6, 6), np.uint8)) == []
+
+
 def test_missing_models_folder_is_a_clear_error(tmp_path):
     from assistant.errors import FaceError
 

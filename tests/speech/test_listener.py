@@ -11,7 +11,14 @@ import asyncio
 
 from assistant.messages import Utterance
 from speech.asr import AsrSection
-from speech.audio import AudioSection, LoopbackInput, LoopbackOutput
+from speech.audio import (
+    AudioClip,
+    AudioDeviceError,
+    AudioSection,
+    ClipInput,
+    LoopbackInput,
+    LoopbackOutput,
+)
 from speech.gate import MicGate
 from speech.listener import Listener
 from speech.speaker import Speaker, SpeechOutcome
@@ -69,3 +76,61 @@ async def test_customer_talking_over_the_prompt_stops_it_and_is_heard(synth, vos
     )
     assert outcome is SpeechOutcome.INTERRUPTED
     assert [e.text for e in events if isinstance(e, Utterance)] == ["취소"]
+
+
+class StallingMicrophone(ClipInput):
+    """A microphone that goes dead for a while (a USB microphone reset, a PortAudio stream
+    that stops calling back): reads time out until the kiosk closes and reopens it; after
+    the reopen it hears the customer."""
+
+    def __init__(self, customer: AudioClip, dead_reads: int = 2, fail_reopens: int = 1) -> None:
+        super().__init__(customer, block_ms=50, realtime=True, lead_silence=0.3, trail_silence=2.0)
+        self.dead_reads = dead_reads
+        self.fail_reopens = fail_reopens
+        self.starts = 0
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        if self.starts > 1 and self.fail_reopens > 0:
+            self.fail_reopens -= 1
+            raise AudioDeviceError("cannot open microphone at 16000 Hz: device unavailable")
+        if self.starts > 1:
+            self.dead_reads = 0
+        await super().start()
+
+    async def read(self, wait: float):
+        if self.dead_reads > 0:
+            self.dead_reads -= 1
+            await asyncio.sleep(wait)
+            raise TimeoutError
+        return await super().read(wait)
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
+async def test_a_microphone_that_goes_dead_is_reopened_and_the_customer_still_heard(vosk_ko, ko_grammar):
+    """A microphone that stops delivering used to end the listener for good: the kiosk went
+    on asking customers to speak and never heard anyone again until restarted. It is now
+    closed and reopened (again, while reopening fails), and what the customer then says is
+    heard."""
+    mic = StallingMicrophone(espeak_clip("네 확인"))
+    events: list = []
+    listener = Listener(mic, vosk_ko, events.append, asr=ASR, read_timeout=0.3, reopen_delays=(0.1, 0.2))
+    listener.expect(ko_grammar)
+    await asyncio.wait_for(listener.run(), 30)
+    assert [e.text for e in events if isinstance(e, Utterance)] == ["네 확인"]
+    assert mic.starts == 3  # the first open, one reopen that failed, one that worked
+
+
+async def test_stop_ends_a_listener_waiting_to_reopen_its_microphone(vosk_ko, ko_grammar):
+    mic = StallingMicrophone(espeak_clip("네"), dead_reads=1, fail_reopens=1000)
+    listener = Listener(mic, vosk_ko, lambda e: None, asr=ASR, read_timeout=0.2, reopen_delays=(0.2,))
+    listener.expect(ko_grammar)
+    task = asyncio.create_task(listener.run())
+    await asyncio.sleep(1.5)
+    assert not task.done()  # still trying: a dead microphone is not the end of listening
+    listener.stop()
+    await asyncio.wait_for(task, 2)
