@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
         phase = "pay"
         say("PHASE pay")
         await service.begin(pid, account, int(due), None)
-        result = await service.wait_finished(pid, 30)
+        result = await service.wait_finished(pid, 180)  # generous: a loaded CI machine is slow, not wrong
         say("FINISHED", pid, result.inserted_fen, result.posted_fen, result.change_paid_fen,
             result.credited_fen)
     await service.stop()

@@ -192,7 +192,7 @@ async def run_child(ctx: Any, db: Path, link: Path, ctl: SimControl, pid: str | 
                 killed = True
                 break
     finally:
-        await reap(proc, 30)
+        await reap(proc, 200)
         recv.close()
     if killed:
         assert proc.exitcode == -signal.SIGKILL
