@@ -239,9 +239,16 @@ class EnrolmentSteps:
         self._listen(Intent.CONSENT_YES, Intent.CONSENT_NO, Intent.CONFIRM, Intent.DENY, Intent.CANCEL)
 
     async def _in_enrol_consent(self: Dialog, intent: str, slots: dict[str, Any], conf: float, event: Event) -> None:
+        from assistant.messages import Utterance
+
         draft = self._draft()
-        # Consent must be explicit: a clear yes (word or confirm key), never a timeout or a guess.
-        if intent in (Intent.CONSENT_YES, Intent.CONFIRM) and conf >= self.config.confirm_confidence:
+        # Consent must be explicit: a clear yes, never a timeout or a guess. A recogniser held
+        # to a grammar can hear noise as "同意" at full confidence, so a spoken yes is only
+        # taken once the customer presses the confirm key (or touches 同意) as well.
+        if intent in (Intent.CONSENT_YES, Intent.CONFIRM) and isinstance(event, Utterance):
+            self._new_turn()
+            self._say(Prompt.CONSENT_CONFIRM_KEY)
+        elif intent in (Intent.CONSENT_YES, Intent.CONFIRM) and conf >= self.config.confirm_confidence:
             draft.face_consent = True
             self._new_turn()
             self._say(Prompt.CONSENT_RECORDED, remember=False)

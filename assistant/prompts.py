@@ -278,6 +278,8 @@ class Prompt(StrEnum):
     """The consent script: what face data is used for, stored where, how long, how to delete; say 同意 or 不同意."""
     CONSENT_SCRIPT_KEYS = "consent_script_keys"
     """Without voice input: the consent script, ending: press 同意 or 不同意."""
+    CONSENT_CONFIRM_KEY = "consent_confirm_key"
+    """A spoken yes to the consent script: press the confirm key to confirm it (cancel: no)."""
     CONSENT_RECORDED = "consent_recorded"
     """Thank you; your consent is recorded."""
     CONSENT_DECLINED = "consent_declined"

@@ -217,7 +217,9 @@ async def test_phone_number_can_be_spoken(kiosk) -> None:
         Step(StaffCommand("start_enrolment")),
         Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
         *keys("246810"), Step(KeyPressed(Key.ENTER)),
-        Step(Utterance("同意"), say=["consent_recorded", "enrol_ask_phone"], state="enrol_phone"),
+        # a spoken yes is confirmed by a key: noise can be heard as "同意"
+        Step(Utterance("同意", confidence=1.0), say=["consent_confirm_key"], state="enrol_consent"),
+        Step(KeyPressed(Key.CONFIRM), say=["consent_recorded", "enrol_ask_phone"], state="enrol_phone"),
         Step(Utterance("我的手机号是幺三五幺二三四五六七八"), say=["enrol_phone_readback"],
              state="enrol_phone_confirm"),
     ])
