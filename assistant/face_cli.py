@@ -180,7 +180,15 @@ def format_calibration(cal: Calibration, target_far: float, model_id: str) -> st
     for photo, why in cal.skipped:
         lines.append(f"skipped {photo}: {why}")
     lines.append("")
-    lines.append(f'config: [face] thresholds = {{ "{model_id}" = {rec:.3f} }}')
+    if not cal.genuine.size or frr_at >= 1.0:
+        # A threshold that turns away every customer (or was never tried on one) is no advice.
+        lines.append(
+            f"no threshold to paste: at {rec:.3f} "
+            + ("every genuine pair is rejected" if cal.genuine.size else "no genuine pair was scored")
+            + "; add more persons, each with two or more photos, and run the calibration again"
+        )
+    else:
+        lines.append(f'config: [face] thresholds = {{ "{model_id}" = {rec:.3f} }}')
     return "\n".join(lines)
 
 

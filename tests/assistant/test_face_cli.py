@@ -67,6 +67,19 @@ def test_calibration_pairs_and_recommendation(labelled):
     assert rates[0.0].frr == 0.0 and rates[0.0].far == pytest.approx(np.mean(cal.impostor >= 0.0))
 
 
+def test_calibrate_on_too_few_photos_gives_no_threshold_to_paste(tmp_path, cli_config, capsys):
+    """Two persons with one photo each: no genuine pair, so any threshold printed would be a
+    guess (it used to print one that turned every customer away)."""
+    photos = provisioned("face-images")
+    for person in ("obama", "biden"):
+        (tmp_path / "few" / person).mkdir(parents=True)
+        shutil.copy(photos / f"{person}.jpg", tmp_path / "few" / person)
+    assert cli_main(["--config", str(cli_config), "face", "calibrate", str(tmp_path / "few")]) == 0
+    out = capsys.readouterr().out
+    assert "no threshold to paste:" in out and "no genuine pair was scored" in out
+    assert "config: [face] thresholds" not in out
+
+
 def test_calibrate_command_prints_the_table_and_config_line(labelled, cli_config, capsys):
     assert cli_main(["--config", str(cli_config), "face", "calibrate", str(labelled), "--target-far", "0.01"]) == 0
     out = capsys.readouterr().out
