@@ -251,9 +251,11 @@ def _register_exchange(p: argparse.ArgumentParser) -> None:
         q.add_argument("--bank-pin", help="bank staff PIN (asked for if missing)")
         q.add_argument("--hall-pin", help="hall staff PIN (asked for if missing)")
         if name == "start":
-            q.add_argument("--counted", type=_counts, help="hand count FEN=COUNT,... (required for the cashbox)")
+            q.add_argument("--counted", type=_counts, help="hand count FEN=COUNT,... with values in fen: 10000=5 is five 100 yuan notes, "
+                                                           "50=20 twenty 5 jiao coins (required for the cashbox)")
         else:
-            q.add_argument("--counts", type=_counts, required=True, help="loaded FEN=COUNT,...")
+            q.add_argument("--counts", type=_counts, required=True, help="what was loaded, FEN=COUNT,... with values in fen: 2000=100 is "
+                                                                        "a hundred 20 yuan notes, 100=50 fifty 1 yuan coins")
         q.set_defaults(func=lambda args, config, _n=name: asyncio.run(_exchange(args, config, _n)))
 
 

@@ -168,7 +168,7 @@ class CassetteExchange:
         await cash_journal.sync_books(self.db, levels, notes.denominations if notes else (), correct=False)
         if counted is None:
             if device is None:
-                raise CassetteError(f"{unit} cannot count itself: give the hand count")
+                raise CassetteError(f"{unit} cannot count itself: give the hand count (--counted FEN=COUNT,... on the command line)")
             counted = await device.levels()
         if device is not None:
             await device.set_accepting(frozenset())
