@@ -65,12 +65,17 @@ class WavVoice(SpeakerVoice):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files: list[tuple[Path, str, float]] = []
         """(file, text, seconds) of every prompt rendered."""
+        self.index = self.folder / "index.tsv"
+        """Which words each WAV holds: file, seconds, voice, the text handed to the engine."""
+        self.index.write_text("file\tseconds\tvoice\ttext\n", encoding="utf-8")
 
     async def say(self, text: str, voice: str) -> bool:
         clip = await self.speaker.render(text, voice)
         name = f"{len(self.files) + 1:03d}.wav"
         path = clip.to_wav(self.folder / name)
         self.files.append((path, text, clip.duration))
+        with self.index.open("a", encoding="utf-8") as f:
+            f.write(f"{name}\t{clip.duration:.2f}\t{voice}\t{' '.join(text.split())}\n")
         return True
 
     def stop(self) -> None:

@@ -264,7 +264,7 @@ def _write(out: Path, transcript: Transcript, display: HeadlessDisplay, parts: A
     total = sum(_wav_seconds(p) for p in speech)
     print("\n== Files")
     print(f"{out / 'transcript.txt'}")
-    print(f"{out / 'speech'}: {len(speech)} WAVs, {total:.1f} s of speech")
+    print(f"{out / 'speech'}: {len(speech)} WAVs, {total:.1f} s of speech (index.tsv: the words in each)")
     receipts = sorted((out / "receipts").glob("*.txt")) if (out / "receipts").exists() else []
     print(f"{out / 'receipts'}: {len(receipts)} receipts (ESC/POS .bin and text)")
 

@@ -425,6 +425,9 @@ async def _identify(args: argparse.Namespace, config: Config) -> int:
         decision = await ident.look(load_image(args.photo))
     info = describe(decision)
     print(" ".join(f"{k}={v}" for k, v in info.items()))
+    if not len(ident.gallery):
+        print("(no face is enrolled yet, so nobody can be recognised: python main.py face enrol-demo "
+              "enrols the demo customers)")
     return 0
 
 

@@ -441,7 +441,8 @@ class Gallery:
         """
         if not await self.has_consent(user_id):
             raise FaceEnrolmentError(
-                f"customer {user_id} has not consented to face processing", "no_consent"
+                f"customer {user_id} has not consented to face processing (staff record it at enrolment; "
+                "for demo photos: face enrol-photo --record-consent --staff S)", "no_consent"
             )
         template = self._template(user_id, embeddings, agreement, duplicate_threshold)
         async with self.db.transaction() as tx:
@@ -476,7 +477,8 @@ class Gallery:
         row = await cur.fetchone()
         if not (row and row[0]):
             raise FaceEnrolmentError(
-                f"customer {user_id} has not consented to face processing", "no_consent"
+                f"customer {user_id} has not consented to face processing (staff record it at enrolment; "
+                "for demo photos: face enrol-photo --record-consent --staff S)", "no_consent"
             )
         template = self._template(user_id, embeddings, agreement, duplicate_threshold)
         row_id, old = await self._store(tx, user_id, template)

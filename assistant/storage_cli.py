@@ -51,5 +51,5 @@ async def _run(action: str, config: Config) -> int:
                 f"{report.staff} new staff"
             )
             if report.face_photos:
-                print(f"{len(report.face_photos)} demo face photo(s) to enrol")
+                print(f"{len(report.face_photos)} demo face photo(s) to enrol: python main.py face enrol-demo")
     return 0

@@ -107,3 +107,19 @@ async def test_a_new_prompt_stops_the_one_still_playing(synth, output):
     second = await speaker.say(SHORT)
     assert await first is SpeechOutcome.INTERRUPTED
     assert second is SpeechOutcome.COMPLETED
+
+
+async def test_wav_voice_writes_an_index_of_the_words_in_each_file(synth, tmp_path):
+    """The headless demo's speech folder: numbered WAVs and an index saying what each holds."""
+    import wave
+
+    from assistant.adapters import WavVoice
+
+    voice = WavVoice(Speaker(synth, RecordingOutput(rate=16000)), tmp_path / "speech")
+    assert await voice.say(SHORT, "sit/cmn-latn-pinyin")
+    assert await voice.say("请拿好零钱。", "sit/cmn-latn-pinyin")
+    rows = [line.split("\t") for line in (tmp_path / "speech" / "index.tsv").read_text(encoding="utf-8").splitlines()]
+    assert rows[0] == ["file", "seconds", "voice", "text"]
+    assert [(r[0], r[3]) for r in rows[1:]] == [("001.wav", SHORT), ("002.wav", "请拿好零钱。")]
+    with wave.open(str(tmp_path / "speech" / "001.wav")) as w:
+        assert float(rows[1][1]) == pytest.approx(w.getnframes() / w.getframerate(), abs=0.01)
