@@ -8,8 +8,10 @@ package only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"main.py {args.command}: needs the Python package {exc.name!r}, which is not installed; "
               "run `make setup`", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`... | head`): nothing more to say, and nobody to say it to
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         # a full disk, a read-only data folder, a missing device file: say which, no traceback
         print(f"main.py {args.command}: {exc}", file=sys.stderr)

@@ -68,3 +68,17 @@ def test_db_check_reports_consent_records_without_a_staff_member(tmp_path: Path,
     assert main(["db", "check"]) == 0
     err = capsys.readouterr().err
     assert "consent record 1 (customer 1, granted 2026-01-02T03:04:05Z) names no staff member" in err
+
+
+def test_a_reader_that_goes_away_is_not_an_error(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main.py cash levels | head -1``: the pipe closes under the command; no error line."""
+    import assistant.storage_cli as storage_cli
+
+    def reader_gone(args, config):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(storage_cli, "run", reader_gone)
+    monkeypatch.setattr("os.dup2", lambda fd, fd2: None)  # keep pytest's own stdout
+    assert main(["db", "check"]) == 0
+    assert capsys.readouterr().err == ""
