@@ -74,6 +74,9 @@ def load_image(path: str | Path):
     """
     cv2 = _cv2()
     p = Path(path)
+    if not p.is_file():
+        # said before OpenCV is asked: it only warns on stderr that it cannot open the file
+        raise DeviceError(f"{p}: {'a folder, not an image' if p.is_dir() else 'no such file'}")
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise DeviceError(f"{p}: not a readable image")

@@ -67,3 +67,13 @@ async def test_read_async_and_errors(tmp_path: Path):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(DeviceError, match="not a readable image"):
         ImageCamera(bad)
+
+
+def test_a_photo_that_is_not_there_is_named_before_opencv_warns(tmp_path, capfd):
+    from devices.camera import load_image
+
+    with pytest.raises(DeviceError, match="missing.jpg: no such file"):
+        load_image(tmp_path / "missing.jpg")
+    with pytest.raises(DeviceError, match="a folder, not an image"):
+        load_image(tmp_path)
+    assert "WARN" not in capfd.readouterr().err  # OpenCV was not asked
