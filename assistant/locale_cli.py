@@ -195,7 +195,8 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
     (folder / "responses.yaml").write_text(_SKELETON_RESPONSES.format(**values), encoding="utf-8")
     (folder / "intents" / "README").write_text(_SKELETON_README.format(**values), encoding="utf-8")
     print(f"created {folder}")
-    print(f"next: 1) write name, pack_name and language_switched in the dialect's own words ('locales check {pack_id}' lists them until then);")
+    own = "language_switched" if args.name else "name, pack_name and language_switched"
+    print(f"next: 1) write {own} in the dialect's own words ('locales check {pack_id}' lists what is left);")
     print(f"      2) add '{pack_id}' to the 'pack' list in locales/{base.id}/_common.yaml so customers can ask for it;")
     print(f"      3) run: python main.py locales check {pack_id}")
     print(f"      4) when it is ready, remove 'draft: true' from {folder.name}/{PACK_FILE} and run: python main.py locales reload")
