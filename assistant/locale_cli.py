@@ -292,6 +292,13 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
         print(f"locales say: no pack '{args.pack}' (have: {', '.join(sorted(packs))})", file=sys.stderr)
         return 1
     pack = packs[args.pack]
+    if args.prompt not in pack.prompts and args.prompt not in pack.labels:
+        import difflib
+
+        near = difflib.get_close_matches(args.prompt, [*pack.prompts, *pack.labels], n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else " (the ids are the words before the colon in responses.yaml)"
+        print(f"locales say: pack '{pack.id}' has no prompt or label '{args.prompt}'{hint}", file=sys.stderr)
+        return 1
     slots = example_slots(pack, args.prompt)
     slots.update(dict(parse_slot(s, pack, args.prompt) for s in args.slot))
     rendered = pack.render(args.prompt, slots)

@@ -236,3 +236,10 @@ def test_a_new_pack_is_a_draft_customers_are_not_offered_until_the_line_is_remov
                          encoding="utf-8")
     assert registry.reload() == []
     assert registry.offered() == ["yue", "zh-CN", "zh-CN-dongbei", "zh-CN-sichuan"]
+
+
+def test_say_with_a_mistyped_prompt_suggests_the_near_ones(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = setup
+    assert main(["--config", str(cfg), "locales", "say", "zh-CN", "arrear", "--no-play"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("locales say: pack 'zh-CN' has no prompt or label 'arrear'; did you mean arrears")
