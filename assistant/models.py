@@ -938,6 +938,11 @@ def _cmd_verify(args: argparse.Namespace, config: Config) -> int:
         status, detail = verify(layout, manifest.get(i))
         print(f"{i}: {status}: {detail}")
         bad |= status in ("missing", "corrupt")
+    if not args.ids:
+        # what the kiosk is set to use but nobody installed: not corrupt, but worth saying
+        for i in layout.settings.install:
+            if i in manifest.entries and not layout.folder(manifest.get(i)).is_dir():
+                print(f"{i}: not installed ([models] install names it): {manifest.get(i).install_hint()}")
     return 1 if bad else 0
 
 

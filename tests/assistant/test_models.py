@@ -325,7 +325,11 @@ def test_cli_install_list_verify(kit, capsys):
     assert "licence: demo only" in out
     assert "install: python main.py models install asr-small-0.1 --from FILE" in out
     assert cli_main(["--config", cfg, "models", "verify"]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "big: ok:" in out and "not installed" not in out  # everything [models] install names is there
+    shutil.rmtree(kit.layout.folder(load_manifest(kit.layout.manifest).get("big")))
+    assert cli_main(["--config", cfg, "models", "verify"]) == 0  # nothing corrupt...
+    assert "big: not installed ([models] install names it): " in capsys.readouterr().out  # ...but said
     bad = kit.archives / "bogus.zip"
     make_zip(bad, {"x": b"y"})
     code = cli_main(["--config", cfg, "models", "install", "big", "--from", str(bad)])
