@@ -1498,7 +1498,7 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 s.reprompted = True
                 self._say(Prompt.LISTEN_REPROMPT, remember=False)
             return
-        if event.timer == RESULT_TIMER and self.state is State.RESULT:
+        if event.timer == RESULT_TIMER and self.state in (State.RESULT, State.FAULT):
             self._new_turn()
             self._end_session()
             return
@@ -1597,7 +1597,14 @@ class Dialog(EnrolmentSteps, StaffSteps):
             self._say(exc.prompt_id, inserted=Amount(s.inserted_fen))
             self._show(Screen.FAULT, detail=type(exc).__name__, inserted=Amount(s.inserted_fen))
             self._out.append(DeviceAction("staff", "call", frozen_map(fault=str(exc))))
-            self._enter(State.FAULT)
+            if s.payment_id and s.method == "cash" and self.services.cash is not None:
+                # The payment's own result (once staff clear the fault, or recovery decides)
+                # ends the session and tells the customer: the kiosk never stays on this screen.
+                self._enter(State.SETTLING)
+                self._wait_for_cash()
+            else:
+                self._enter(State.FAULT)
+                self._timer(RESULT_TIMER, self.config.result_timeout_s)
             return
         # Every error prompt gets every slot an error prompt may name, so none fails to render.
         s = self.session

@@ -397,6 +397,35 @@ async def test_a_note_handed_back_from_escrow_after_cancel_is_announced(services
     assert t.says(0)[0].slots["amount"] == Amount(10000)
 
 
+async def test_a_cash_unit_failing_at_cancel_does_not_leave_the_fault_screen_up_for_good(services, db) -> None:
+    """The note unit fails as the customer cancels: staff are called, and the payment's own
+    result (when staff have cleared it) ends the session, instead of a fault screen that
+    nothing could leave."""
+    from assistant.errors import CashDeviceError
+
+    class FailsAtCancel(FakeCash):
+        async def cancel(self, payment_id):
+            raise CashDeviceError("note unit: jammed while returning")
+
+    services.cash = cash = FailsAtCancel()
+    dialog = Dialog(services)
+    uid = await user_id_for(db, "13800138000")
+    await run_dialog(
+        dialog,
+        [
+            Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+            Step(KeyPressed(Key.CONFIRM), state="cash"),
+            Step(CashEvent(CashEventKind.CREDITED, value_fen=10000, inserted_fen=10000)),
+            Step(KeyPressed(Key.CANCEL), say=["cash_fault"], show="fault", do=[("staff", "call")],
+                 state="settling"),
+        ],
+        services.spawner,
+    )
+    cash.result = Result(False, 10000, 10000, 0, 0)  # staff cleared the jam: the 100 元 went back
+    await run_dialog(dialog, [Step(SPAWNED, not_say=["payment_success"])], services.spawner, start=False)
+    assert dialog.state not in ("fault", "settling")
+
+
 async def test_an_unforeseen_failure_while_settling_cash_calls_staff(services, db) -> None:
     """The cash payment's result cannot be had (here the database fails): the customer hears
     that the money inserted is on record and staff are coming; the screen does not hang."""
