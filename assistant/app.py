@@ -156,6 +156,12 @@ async def build_kiosk(
                 listen_task = asyncio.ensure_future(speech.listener.run())
                 closers.append(listen_task.cancel)
         services.voice_available = listener is not None
+        if speech is not None and speech.listener is not None:
+            def mic_state(up: bool) -> None:
+                # While the microphone is being reopened the prompts name keys, not speech.
+                services.voice_available = up
+
+            speech.listener.on_mic = mic_state
         services.face_available = cam is not None and face is not None
 
         printer = EscposPrinter(config.section("printer", PrinterConfig))

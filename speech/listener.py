@@ -68,6 +68,9 @@ class Listener:
         read_timeout: a microphone silent this long is dead: it is closed and reopened.
         reopen_delays: seconds to wait before each attempt to reopen a dead microphone (the
             last one repeats for as long as it stays dead).
+
+    ``on_mic`` (set after construction) is told ``False`` when the microphone goes dead and
+    ``True`` when it works again, so the kiosk stops inviting customers to speak meanwhile.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Listener:
         self.endpointer = Endpointer(endpoint_settings(self.asr))
         self.read_timeout = read_timeout
         self.reopen_delays = reopen_delays or MIC_REOPEN_DELAYS
+        self.on_mic: Callable[[bool], None] | None = None
         self._grammar: Grammar | None = None
         self._listening = False
         self._stream: TranscriberStream | None = None
@@ -176,13 +180,23 @@ class Listener:
                     log.error("microphone stopped delivering audio (%s); reopening it", exc or type(exc).__name__)
                     await self._close_mic()
                     self._lost_audio()
+                    self._tell_mic(False)
                     opened = await self._open_mic()
+                    if opened:
+                        self._tell_mic(True)
                     continue
                 if chunk is None:
                     break
                 await self._process(chunk.mono())
         finally:
             await self._close_mic()
+
+    def _tell_mic(self, up: bool) -> None:
+        if self.on_mic is not None:
+            try:
+                self.on_mic(up)
+            except Exception:  # a broken listener of ours must not stop the microphone loop
+                log.exception("microphone state listener failed")
 
     async def _open_mic(self, first: bool = False) -> bool:
         """Open the microphone, retrying after :attr:`reopen_delays`; False once stopped.

@@ -119,10 +119,13 @@ async def test_a_microphone_that_goes_dead_is_reopened_and_the_customer_still_he
     mic = StallingMicrophone(espeak_clip("네 확인"))
     events: list = []
     listener = Listener(mic, vosk_ko, events.append, asr=ASR, read_timeout=0.3, reopen_delays=(0.1, 0.2))
+    mic_states: list[bool] = []
+    listener.on_mic = mic_states.append
     listener.expect(ko_grammar)
     await asyncio.wait_for(listener.run(), 30)
     assert [e.text for e in events if isinstance(e, Utterance)] == ["네 확인"]
     assert mic.starts == 3  # the first open, one reopen that failed, one that worked
+    assert mic_states == [False, True]  # the kiosk was told it went dead, and that it is back
 
 
 async def test_stop_ends_a_listener_waiting_to_reopen_its_microphone(vosk_ko, ko_grammar):
