@@ -717,8 +717,9 @@ def summary(r: DayReport) -> str:
     lines = [f"reconciliation of kiosk {r.kiosk_id}, business day {r.day} (local time)", "=" * 72,
              f"payments opened: {total} (" + ", ".join(f"{m} {n}" for m, n in sorted(r.payments.items())) + ")",
              f"cash: inserted {yuan(r.cash['inserted'])}, change {yuan(r.cash['change'])}, refunded "
-             f"{yuan(r.cash['refunded'])}, credited {yuan(r.cash['credited'])}, posted {yuan(r.cash['posted'])}, "
-             f"kept {yuan(r.cash['kept'])} yuan", "", "clearing (yuan)",
+             f"{yuan(r.cash['refunded'])}; kept {yuan(r.cash['kept'])} yuan (posted to bills "
+             f"{yuan(r.cash['posted'])}, credited as prepayment {yuan(r.cash['credited'])})", "",
+             "clearing (yuan; posted includes the prepayments)",
              f"  {'channel':<8} {'bank':<8} {'payments':>8} {'journal':>12} {'posted':>12} {'settled':>12}"]
     for c in r.clearing:
         settled = "escort" if c.settled_fen is None else yuan(c.settled_fen)
