@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from assistant import audit
 from assistant.errors import KioskError
@@ -49,6 +51,27 @@ def keypad_code(staff_no: str) -> str:
         elif ch in KEYPAD_LETTERS:
             out.append(KEYPAD_LETTERS[ch])
     return "".join(out)
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite number, or None when it is missing or not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _audit_time(at: object) -> float | None:
+    """An audit entry's ``at`` (UTC, ``2026-12-04T18:00:00.000Z``) in seconds since the epoch."""
+    if not isinstance(at, str):
+        return None
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 class StaffVerificationFailed(KioskError):
@@ -91,17 +114,44 @@ class StaffDirectory:
         self.lock_s = lock_s
         self.clock = clock
 
-    async def _locked_until(self) -> float:
-        """When the latest lock ends (0 when there never was one)."""
+    async def _locked_until(self, now: float) -> float:
+        """When the latest lock ends (0 when there never was one, or it is over).
+
+        A lock whose end is missing (written by an older version) or unreadable lasts the
+        lock time from when it was written. A lock that would still last longer than its
+        own length means the clock was set back since it was written: its end can no
+        longer be known, so it is taken as over (a PIN is still needed, and three more
+        failures lock again) rather than lasting as long as the clock went back.
+        """
         row = await self.db.fetchone(
-            "SELECT detail FROM audit_log WHERE action = 'staff_locked' ORDER BY id DESC LIMIT 1"
+            "SELECT at, detail FROM audit_log WHERE action = 'staff_locked' ORDER BY id DESC LIMIT 1"
         )
         if row is None:
             return 0.0
         try:
-            return float(json.loads(row["detail"]).get("until", 0.0))
-        except (ValueError, TypeError, AttributeError):
+            detail = json.loads(row["detail"])
+        except ValueError:
+            detail = {}
+        if not isinstance(detail, dict):
+            detail = {}
+        seconds = _finite(detail.get("seconds"))
+        if seconds is None or seconds <= 0:
+            seconds = self.lock_s
+        until = _finite(detail.get("until"))
+        if until is None:
+            start = _audit_time(row["at"])
+            if start is None:
+                # No time at all to go by: the lock holds for its length from now on, as
+                # if just written (a fresh lock entry is recorded so it ends).
+                await audit.record(self.db, "staff_locked", None, purpose="unreadable_lock",
+                                   seconds=seconds, until=round(now + seconds, 3))
+                return now + seconds
+            until = start + seconds
+        if until - now > max(seconds, self.lock_s) + 1.0:
+            log.warning("the staff lock ends %.0f s from now, longer than it lasts: the clock was set back; "
+                        "the lock is taken as over", until - now)
             return 0.0
+        return until
 
     async def _failures(self) -> int:
         """Failed attempts since the last success or lock."""
@@ -153,7 +203,7 @@ class StaffDirectory:
             by: how the member was identified, ``face``, ``keypad`` or ``cli`` (recorded).
         """
         now = self.clock()
-        if now < await self._locked_until():
+        if now < await self._locked_until(now):
             await audit.record(self.db, "staff_verify_locked", None, purpose=purpose)
             raise StaffLocked("staff functions are locked after repeated failures")
         ok = False
@@ -164,16 +214,19 @@ class StaffDirectory:
             assert member is not None
             await audit.record(self.db, "staff_verified", member.id, purpose=purpose, role=member.role, by=by)
             return member
-        failures = await self._failures() + 1
+        attempt = await self._failures() + 1
         await audit.record(
             self.db,
             "staff_verify_failed",
             member.id if member else None,
             purpose=purpose,
-            attempt=failures,
+            attempt=attempt,
             by=by,
             reason=("no_staff_face" if by == "face" else "unknown_staff_no") if member is None else "pin_or_role",
         )
+        # Counted again after recording: failures typed at the same moment (the kiosk and
+        # the command line) each see the others, so the third one locks however they interleave.
+        failures = max(attempt, await self._failures())
         if failures >= self.max_failures:
             await audit.record(self.db, "staff_locked", None, purpose=purpose, seconds=self.lock_s,
                                until=round(now + self.lock_s, 3))

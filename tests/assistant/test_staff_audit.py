@@ -134,3 +134,53 @@ async def test_the_lock_holds_for_another_directory_as_after_a_restart(staff, db
 async def test_a_staff_number_is_found_in_any_letter_case(staff) -> None:
     directory, _, _ = staff
     assert (await directory.by_number(" h001 ")).staff_no == "H001"
+
+
+async def test_a_clock_set_back_does_not_stretch_the_lock(staff, db) -> None:
+    """The lock's end is wall-clock time: when the clock is set back (a wrong time fixed by
+    NTP), the lock must not last the hours or days the clock went back, only its own length."""
+    directory, uid, clock = staff
+    clock[0] = 1_764_870_000.0
+    member = await directory.by_user(uid)
+    for _ in range(2):
+        with pytest.raises(StaffVerificationFailed):
+            await directory.verify(member, "000000", purpose="enrolment")
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "000000", purpose="enrolment")
+    clock[0] -= 86400  # the clock is set back a day
+    assert (await directory.verify(member, "246810", purpose="enrolment")).staff_no == "H001"
+
+
+@pytest.mark.parametrize("detail", [{"seconds": 60}, {"seconds": 60, "until": "soon"}, {"until": None}])
+async def test_a_lock_without_a_readable_end_still_holds(staff, db, detail) -> None:
+    """A lock written by an older version (no ``until``) or with an unreadable one still holds
+    for the lock time from when it was written, not not at all."""
+    import time
+
+    directory, uid, clock = staff
+    clock[0] = time.time()
+    member = await directory.by_user(uid)
+    await audit.record(db, "staff_locked", None, purpose="enrolment", **detail)
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "246810", purpose="enrolment")
+    clock[0] += 61
+    assert (await directory.verify(member, "246810", purpose="enrolment")).staff_no == "H001"
+
+
+async def test_failures_at_the_same_time_still_lock(staff, db) -> None:
+    """Wrong PINs typed at the kiosk and the command line at once each count: the third
+    failure locks, however they interleave."""
+    import asyncio
+
+    directory, uid, clock = staff
+    member = await directory.by_user(uid)
+    other = StaffDirectory(db, max_failures=3, lock_s=60, clock=lambda: clock[0])
+    results = await asyncio.gather(
+        directory.verify(member, "000000", purpose="enrolment"),
+        other.verify(member, "000000", purpose="cassette_exchange", by="cli"),
+        directory.verify(member, "000000", purpose="enrolment"),
+        return_exceptions=True,
+    )
+    assert any(isinstance(r, StaffLocked) for r in results), results
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "246810", purpose="enrolment")
