@@ -1130,7 +1130,13 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 self._choose_method()
                 return
             noncash = self.services.noncash
-            earlier = await noncash.earlier_problem(s.account.account_no) if noncash is not None else None
+            try:
+                earlier = await noncash.earlier_problem(s.account.account_no) if noncash is not None else None
+            except Exception:
+                # Asking the bank failed in a way nobody foresaw: an earlier card charge may
+                # still have happened, so it counts as undecided (no cash taken, the customer told).
+                log.exception("payment %s: asking about earlier payments failed", s.payment_id)
+                earlier = Prompt.PAYMENT_UNDECIDED
             if earlier is not None:
                 # A card or e-wallet payment of this account is undecided or was just
                 # confirmed: taking cash now could pay the bill twice.

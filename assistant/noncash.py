@@ -100,14 +100,17 @@ class NonCashPayments:
         been charged: taking the money again now (by any method, cash included) would take
         it twice. The gateway is asked first (bounded by the payment timeout): a charge it
         confirms is posted (``payment_earlier_posted``); one it still cannot decide blocks
-        the new payment (``payment_undecided``).
+        the new payment (``payment_undecided``). The first one still undecided settles it:
+        the rest are left for recovery, so a customer waits one gateway timeout, not one
+        per earlier payment.
         """
-        earlier = [await self._recover_one(pid) for pid in await self._unfinished_of(account_no)]
-        if any(r.result == "left" for r in earlier):
-            return "payment_undecided"
-        if any(r.result == "posted" for r in earlier):
-            return "payment_earlier_posted"
-        return None
+        posted = False
+        for payment_id in await self._unfinished_of(account_no):
+            result = (await self._recover_one(payment_id)).result
+            if result == "left":
+                return "payment_undecided"
+            posted = posted or result == "posted"
+        return "payment_earlier_posted" if posted else None
 
     async def _post(self, payment_id: str, account_no: str, method: str, amount_fen: int) -> PaymentDone:
         await journal.append(self.db, payment_id, "post", "intent", amount_fen)

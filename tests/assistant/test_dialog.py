@@ -928,3 +928,31 @@ async def test_a_spoken_method_on_the_method_screen_is_read_back_before_a_wallet
             Step(Utterance("取消"), state="idle"),
         ],
     )
+
+
+async def test_cash_after_a_garbled_bank_answer_is_refused_with_a_message(services, db) -> None:
+    """Asking the bank about an undecided card payment can fail in a way nobody foresaw (a
+    garbled answer): the customer must still hear why no cash is taken, not be left on
+    the bill with nothing said."""
+    from assistant import journal
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway
+
+    class Garbled(SandboxGateway):
+        """The sandbox bank answering status queries with something unreadable."""
+
+        async def status(self, reference):
+            raise ValueError("unreadable answer")
+
+    bank = Garbled(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
+    await bank.ensure_schema()
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=0.2)
+    uid = await user_id_for(db, "13800138000")
+    await journal.open_payment(db, "P901", "3100012345", uid, "card", 12345, "K001")
+    await journal.append(db, "P901", "charge", "intent", 12345, channel="card")
+    script = [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
+              Step(KeyPressed(Key.CONFIRM), not_say=["cash_insert"])]
+    dialog = Dialog(services)
+    t = await run_dialog(dialog, script)
+    assert t.said(-1)[0] == "payment_undecided" and dialog.state != "cash"
+    assert await journal.unfinished(db, "card") == ["P901"]

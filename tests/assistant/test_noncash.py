@@ -150,3 +150,22 @@ async def test_second_payment_while_the_first_is_undecided_charges_once(world, d
     assert (await billing.account(ACCOUNT)).arrears_fen == 0
     assert (await db.fetchone("SELECT sum(amount_fen) FROM billing_posting"))[0] == 12345
     assert await journal.unfinished(db) == []
+
+
+async def test_several_undecided_payments_hold_the_customer_one_wait_not_one_each(world, db) -> None:
+    """Cash waits while the bank is asked about undecided card payments of the account. With
+    the bank silent, the first still-undecided one already decides (no new payment), so the
+    customer waits one gateway timeout, not one per earlier payment."""
+    import time
+
+    svc, _, _, _, _ = world
+    silent = LostAnswers(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
+    silent.lost_status = 100
+    svc.gateways["card"] = silent
+    for n in range(5):
+        await journal.open_payment(db, f"P12{n}", ACCOUNT, None, "card", 12345, "K001")
+        await journal.append(db, f"P12{n}", "charge", "intent", 12345, channel="card")
+    started = time.monotonic()
+    assert await svc.earlier_problem(ACCOUNT) == "payment_undecided"
+    assert time.monotonic() - started < 0.5
+    assert len(await journal.unfinished(db, "card")) == 5  # still waiting for the bank, nothing lost
