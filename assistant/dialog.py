@@ -363,6 +363,8 @@ class Session:
     staff_pin: str = ""
     second_member: StaffMember | None = None
     second_pin: str = ""
+    consent_spoken: bool = False
+    """A spoken yes to face consent waits for the confirm key (cancel then means no)."""
     cassette_unit: str = ""
     cassette_label: str = ""
     cassette_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -663,6 +665,10 @@ class Dialog(EnrolmentSteps, StaffSteps):
         if self.state is State.STILL_THERE:
             await self._still_there_answer(intent)
             return True
+        if intent == Intent.CANCEL and self.state is State.ENROL_CONSENT and self.session.consent_spoken:
+            # After a spoken yes the customer was told cancel means "I do not agree": the
+            # face is not kept, the enrolment goes on.
+            return False
         if intent == Intent.CANCEL and self.state in ENROL_STATES:
             self._cancel_enrolment()
             return True

@@ -245,15 +245,19 @@ class EnrolmentSteps:
         # Consent must be explicit: a clear yes, never a timeout or a guess. A recogniser held
         # to a grammar can hear noise as "同意" at full confidence, so a spoken yes is only
         # taken once the customer presses the confirm key (or touches 同意) as well.
+        s = self.session
         if intent in (Intent.CONSENT_YES, Intent.CONFIRM) and isinstance(event, Utterance):
+            s.consent_spoken = True
             self._new_turn()
             self._say(Prompt.CONSENT_CONFIRM_KEY)
         elif intent in (Intent.CONSENT_YES, Intent.CONFIRM) and conf >= self.config.confirm_confidence:
+            s.consent_spoken = False
             draft.face_consent = True
             self._new_turn()
             self._say(Prompt.CONSENT_RECORDED, remember=False)
             self._ask_digits(Prompt.ENROL_ASK_PHONE, "enrol_phone")
-        elif intent in (Intent.CONSENT_NO, Intent.DENY, "clear"):
+        elif intent in (Intent.CONSENT_NO, Intent.DENY, "clear") or (intent == Intent.CANCEL and s.consent_spoken):
+            s.consent_spoken = False
             draft.face_consent = False
             self._new_turn()
             self._say(Prompt.CONSENT_DECLINED, remember=False)

@@ -285,3 +285,30 @@ async def test_keypad_only_enrolment_asks_for_keys_not_words(kiosk, db, packs) -
     for said in t.says():
         text = zh.render(said.prompt_id, said.slots).display
         assert not any(w in text for w in ("说", "讲")), (said.prompt_id, text)
+
+
+async def test_cancel_after_a_spoken_yes_declines_as_the_customer_was_told(kiosk) -> None:
+    """After a spoken yes the kiosk says "press confirm to confirm; if you do not agree press
+    cancel". Pressing cancel then must keep no face and go on with the enrolment, not throw
+    away the whole enrolment the staff member started."""
+    dialog, enrol, staff_uid = kiosk
+    from assistant.messages import Utterance
+
+    await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
+        *keys("246810"), Step(KeyPressed(Key.ENTER)),
+        Step(Utterance("同意", confidence=1.0), say=["consent_confirm_key"], state="enrol_consent"),
+        Step(KeyPressed(Key.CANCEL), say=["consent_declined", "enrol_ask_phone"], state="enrol_phone"),
+    ])
+    assert dialog._draft().face_consent is False
+
+
+async def test_cancel_before_any_answer_still_cancels_the_enrolment(kiosk) -> None:
+    dialog, enrol, staff_uid = kiosk
+    await run_dialog(dialog, [
+        Step(StaffCommand("start_enrolment")),
+        Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=staff_uid)),
+        *keys("246810"), Step(KeyPressed(Key.ENTER), state="enrol_consent"),
+        Step(KeyPressed(Key.CANCEL), say=["enrol_cancelled", "goodbye"]),
+    ])
