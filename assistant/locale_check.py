@@ -246,7 +246,8 @@ def check_packs(
     """Cross-file rules over loaded packs (see the module docstring); packs in ``skip`` are left out.
 
     With ``drafts_may_be_unfinished`` (the running kiosk's own check) a draft pack whose
-    self-description is not written yet is not a problem: customers never see a draft.
+    self-description is not written yet is not a problem: customers never see a draft
+    (unless it is the ``default`` pack, which every customer hears).
     """
     used = used_ids()
     glyphs = font_characters(font) if font else None
@@ -263,7 +264,7 @@ def check_packs(
         if not any(p.rule == "template" for p in intent_problems) and not _broken_base(pack, packs, used):
             problems += _check_tests(pack, used, packs)
         problems += _check_prompts(pack, used, parent, reference)
-        if parent is not None and not (drafts_may_be_unfinished and pack.draft):
+        if parent is not None and not (drafts_may_be_unfinished and pack.draft and pack_id != default):
             problems += _check_own_words(pack, parent)
         problems += _check_numbers(pack)
         problems += _check_voice(pack)

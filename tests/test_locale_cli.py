@@ -243,3 +243,19 @@ def test_say_with_a_mistyped_prompt_suggests_the_near_ones(setup, capsys: pytest
     assert main(["--config", str(cfg), "locales", "say", "zh-CN", "arrear", "--no-play"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("locales say: pack 'zh-CN' has no prompt or label 'arrear'; did you mean arrears")
+
+
+def test_a_draft_that_is_the_default_pack_is_held_to_its_own_words(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """A draft is offered to nobody, except when the config makes it the kiosk's default: then
+    every customer hears it, so a Mandarin "I speak Mandarin" left in it is an error for the
+    check and the running kiosk alike, not a to-do."""
+    from assistant.locale import LocaleRegistry, PackInvalid
+
+    cfg, locales = setup
+    assert main(["--config", str(cfg), "locales", "new", "zh-CN-dongbei", "--extends", "zh-CN", "--name", "东北话"]) == 0
+    cfg.write_text(cfg.read_text(encoding="utf-8") + 'locale = "zh-CN-dongbei"\n', encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "locales", "check"]) == 1
+    assert "'language_switched' is the same as in 'zh-CN'" in capsys.readouterr().out
+    with pytest.raises(PackInvalid):
+        LocaleRegistry(locales, "zh-CN-dongbei").load()
