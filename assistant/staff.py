@@ -169,12 +169,16 @@ class StaffDirectory:
         return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
 
     async def by_number(self, staff_no: str) -> StaffMember | None:
-        """The active staff member with this staff number (any letter case), if any."""
-        row = await self.db.fetchone(
+        """The active staff member with this staff number (any letter case), if any; None when
+        two active numbers differ only in letter case (which one is meant cannot be known)."""
+        rows = await self.db.fetchall(
             "SELECT id, staff_no, name, role FROM staff WHERE UPPER(staff_no) = UPPER(?) AND active = 1",
             (staff_no.strip(),),
         )
-        return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
+        if len(rows) > 1:
+            log.warning("staff numbers %s differ only in letter case", ", ".join(r["staff_no"] for r in rows))
+            return None
+        return StaffMember(rows[0]["id"], rows[0]["staff_no"], rows[0]["name"], rows[0]["role"]) if rows else None
 
     async def by_keypad(self, code: str) -> StaffMember | None:
         """The active staff member whose staff number is typed ``code`` on the keypad

@@ -184,3 +184,16 @@ async def test_failures_at_the_same_time_still_lock(staff, db) -> None:
     assert any(isinstance(r, StaffLocked) for r in results), results
     with pytest.raises(StaffLocked):
         await directory.verify(member, "246810", purpose="enrolment")
+
+
+async def test_staff_numbers_alike_but_for_letter_case_identify_nobody(staff, db) -> None:
+    """``h001`` and ``H001`` both active: which one a typed ``H001`` means cannot be known, so
+    neither is verified against the other's PIN and role (as with numbers typed alike on the pad)."""
+    directory, _, _ = staff
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO staff(staff_no, name, role, pin_hash) VALUES ('h001', 'x', 'bank', 'x')")
+    assert await directory.by_number("H001") is None
+    assert await directory.by_number("h001") is None
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE staff SET active = 0 WHERE staff_no = 'h001'")
+    assert (await directory.by_number("h001")).staff_no == "H001"
