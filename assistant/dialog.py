@@ -213,6 +213,9 @@ NO_SPEECH_TIMER = "no_speech"
 """Posted by the listener after a long silence (see ``speech.listener``)."""
 GRACE_TIMER = "grace"
 RESULT_TIMER = "result"
+EARLIER_CHECK_S = 3.0
+"""How long a cash payment waits for the bank's word on an undecided card payment of the
+same account (rare) before counting it as undecided and taking no cash."""
 
 
 @dataclass(frozen=True)
@@ -1137,7 +1140,9 @@ class Dialog(EnrolmentSteps, StaffSteps):
                 return
             noncash = self.services.noncash
             try:
-                earlier = await noncash.earlier_problem(s.account.account_no) if noncash is not None else None
+                # Bounded short: the customer stands at a screen that says nothing meanwhile.
+                earlier = (await noncash.earlier_problem(s.account.account_no, EARLIER_CHECK_S)
+                           if noncash is not None else None)
             except Exception:
                 # Asking the bank failed in a way nobody foresaw: an earlier card charge may
                 # still have happened, so it counts as undecided (no cash taken, the customer told).

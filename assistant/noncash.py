@@ -93,7 +93,7 @@ class NonCashPayments:
         )
         return await self._post(payment_id, account_no, method, amount_fen)
 
-    async def earlier_problem(self, account_no: str) -> str | None:
+    async def earlier_problem(self, account_no: str, wait_s: float | None = None) -> str | None:
         """Why no new payment of ``account_no`` may start now, or None.
 
         An earlier card or e-wallet payment of this account whose answer was lost may have
@@ -102,11 +102,12 @@ class NonCashPayments:
         confirms is posted (``payment_earlier_posted``); one it still cannot decide blocks
         the new payment (``payment_undecided``). The first one still undecided settles it:
         the rest are left for recovery, so a customer waits one gateway timeout, not one
-        per earlier payment.
+        per earlier payment. ``wait_s`` shortens that wait (a customer standing at the
+        cash screen): a bank that has not answered by then counts as undecided.
         """
         posted = False
         for payment_id in await self._unfinished_of(account_no):
-            result = (await self._recover_one(payment_id)).result
+            result = (await self._recover_one(payment_id, wait_s)).result
             if result == "left":
                 return "payment_undecided"
             posted = posted or result == "posted"
@@ -143,7 +144,7 @@ class NonCashPayments:
                 results.append(await self._recover_one(payment_id))
         return results
 
-    async def _recover_one(self, payment_id: str) -> RecoveryOutcome:
+    async def _recover_one(self, payment_id: str, wait_s: float | None = None) -> RecoveryOutcome:
         head = await journal.header(self.db, payment_id)
         assert head is not None
         log_ = await journal.entries(self.db, payment_id)
@@ -153,7 +154,7 @@ class NonCashPayments:
             if journal.has_intent(log_, "charge"):
                 try:
                     # bounded: a bank that never answers must not hold up the kiosk's start
-                    status = await asyncio.wait_for(gateway.status(payment_id), self.timeout_s)
+                    status = await asyncio.wait_for(gateway.status(payment_id), wait_s or self.timeout_s)
                 except (PaymentError, OSError, TimeoutError):
                     return RecoveryOutcome(payment_id, "left")
             else:

@@ -554,6 +554,32 @@ async def test_cash_waits_for_an_undecided_card_payment_of_the_same_account(serv
     assert await journal.unfinished(db, "card") == []
 
 
+async def test_a_silent_bank_holds_the_cash_screen_only_briefly(services, db) -> None:
+    """With an undecided card payment of the account and a bank that does not answer, the
+    cash press waits a few seconds (not the whole payment timeout) and then takes no cash."""
+    import asyncio
+
+    from assistant import journal
+    from assistant.noncash import NonCashPayments
+    from assistant.payments import SandboxConfig, SandboxGateway
+
+    class Silent(SandboxGateway):
+        async def status(self, reference):
+            await asyncio.sleep(120)
+
+    bank = Silent(db, "card", SandboxConfig(latency_s=0.0))
+    await bank.ensure_schema()
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=60.0)
+    uid = await user_id_for(db, "13800138000")
+    await journal.open_payment(db, "P901", "3100012345", uid, "card", 12345, "K001")
+    await journal.append(db, "P901", "charge", "intent", 12345, channel="card")
+    dialog = Dialog(services)
+    await run_dialog(dialog, [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears")])
+    cmds = await asyncio.wait_for(dialog.handle(KeyPressed(Key.CONFIRM)), 20)  # not the 60 s timeout
+    said = [c.prompt_id for c in cmds if isinstance(c, Say)]
+    assert said[0] == "payment_undecided" and "cash_insert" not in said
+
+
 async def test_settings_from_the_arrears_screen_and_back(services, db) -> None:
     from assistant.messages import SetTextSize
 
