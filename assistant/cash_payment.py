@@ -226,10 +226,18 @@ class CashPaymentService(CashPayments):
         Raises :class:`~assistant.errors.CashDeviceNotResponding` (prompt
         ``error_device``) if a unit does not answer; nothing is written then.
         """
-        for unit, dev in self.units.items():
-            await dev.open()
-            await dev.enable()
-            self._levels[unit] = await dev.levels()
+        try:
+            for unit, dev in self.units.items():
+                await dev.open()
+                await dev.enable()
+                self._levels[unit] = await dev.levels()
+        except BaseException:
+            # A unit that does not answer: the ports opened so far are released, so a
+            # retry (or a staff tool) can open them; nothing was written.
+            for dev in self.units.values():
+                with contextlib.suppress(Exception):
+                    await dev.close()
+            raise
         await self._sync_books(correct=False)
         await self._load_locks()
         self._running = True

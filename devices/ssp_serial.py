@@ -91,11 +91,18 @@ class SerialPort:
             if self._ser is not None:
                 return
             try:
+                # Exclusive: a second program on the same cash units (a command-line tool
+                # beside the running kiosk) would take replies meant for the other one.
                 self._ser = serial.Serial(
                     self.path, self.baudrate, bytesize=8, parity="N", stopbits=2,
-                    timeout=0.01, write_timeout=1.0, exclusive=False,
+                    timeout=0.01, write_timeout=1.0, exclusive=True,
                 )
             except (serial.SerialException, OSError, TermiosError) as exc:
+                if "exclusively lock" in str(exc):
+                    raise CashDeviceNotResponding(
+                        f"cash port {self.path} is in use by another program (the running kiosk?); "
+                        "use the kiosk's staff menu, or stop the kiosk first"
+                    ) from None
                 raise CashDeviceNotResponding(f"cash port {self.path} cannot be opened: {exc}") from None
             self._decoder.reset()
 

@@ -86,6 +86,7 @@ class Harness:
         self.events: list[CashEvent] = []
         self.device_log: list[tuple[str, str, dict[str, Any]]] = []
         self.billing = LedgerBilling(db)
+        self.dead = False
         notes, coins = open_units(sim, self.cfg)
         self.service = CashPaymentService(
             db, self.billing, notes, coins, kiosk_id, self.events.append,
@@ -98,7 +99,18 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.service.stop()
+        if not self.dead:  # a dead kiosk stops nothing
+            await self.service.stop()
+
+    def die(self) -> None:
+        """The kiosk process dies here: its tasks stop where they are, nothing is cleaned up,
+        and (as the system does for a dead process) its serial ports are closed."""
+        self.dead = True
+        for t in self.service._tasks:
+            t.cancel()
+        self.service._running = False
+        for dev in self.service.units.values():
+            dev.port.close()
 
     def kinds(self) -> list[CashEventKind]:
         """Event kinds reported so far."""

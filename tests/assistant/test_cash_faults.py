@@ -255,10 +255,7 @@ async def test_unit_not_answering_at_start_is_a_clear_error_and_loses_nothing(db
             await h.service.begin("pleft", "1000000011", 12345, None)
             await h.insert_note(10000)
             await h.wait_event(CashEventKind.CREDITED)
-            # the kiosk "dies" here: no stop, the payment stays open in the journal
-            for t in h.service._tasks:
-                t.cancel()
-            h.service._running = False
+            h.die()  # no stop: the payment stays open in the journal
         sim.fault("mute", unit="coins")
         h2 = Harness(db, sim)
         with pytest.raises(CashDeviceNotResponding) as err:
@@ -339,9 +336,7 @@ async def test_jam_cleared_after_a_restart_puts_the_note_unit_back_in_service(db
             sim.fault("note_jam")
             await h.insert_note(5000)
             await h.wait_event(CashEventKind.FAULT)
-            for t in h.service._tasks:  # the kiosk dies with the note stuck inside
-                t.cancel()
-            h.service._running = False
+            h.die()  # with the note stuck inside
         async with Harness(db, sim) as h2:
             assert await cash_journal.open_payment_ids(db) == ["pjr"]
             sim.clear_jam("cashbox")
@@ -437,9 +432,7 @@ async def test_receipt_of_a_payment_finished_after_a_power_cut_can_be_reprinted(
         await h.wait_event(CashEventKind.CREDITED)
         await h.insert_note(10000)
         await asyncio.wait_for(frozen.wait(), 10)
-        for t in h.service._tasks:
-            t.cancel()
-        h.service._running = False
+        h.die()
         await asyncio.sleep(0.5)
         async with Database(db_file) as db2, Harness(db2, sim) as h2:  # the restart
             result = await h2.service.wait_finished("20261203120000123456", 10)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from devices.cash import DeviceEventKind
 from devices.cash_sim import SimControl, device_pieces
 from tests.cashkit import fast_config, make_sim, open_units
@@ -96,6 +98,12 @@ async def test_simulator_as_its_own_process(tmp_path: Path, root: Path) -> None:
         notes = SspNoteRecycler(SerialPort(link), 0, reply_timeout=0.2)
         await notes.open()
         await notes.enable()
+        assert (await notes.levels())[2000] == 3
+        # a second program on the same cash port is refused, naming why; the first goes on
+        from assistant.errors import CashDeviceNotResponding
+
+        with pytest.raises(CashDeviceNotResponding, match="in use by another program"):
+            SerialPort(link).open()
         assert (await notes.levels())[2000] == 3
         await notes.set_accepting(frozenset({10000}))
         ctl = SimControl(sock)
