@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from assistant import cash_journal
 from assistant.cassette import CassetteExchange, ExchangeReport, report_from_row
 from assistant.config import Config
 from assistant.errors import CashStateMismatch, CassetteError
@@ -173,7 +174,7 @@ async def _levels(args: argparse.Namespace, config: Config) -> int:
         print(f"the kiosk's cash simulator is running (process {pid or 'unknown'}): "
               f"read through {where}, nothing restarted")
         async with Database(home.db) as db:
-            books = await _books(db)
+            books = await cash_journal.read_books(db)
         return _print_levels(books, [(Unit.NOTES, str(Unit.NOTES), levels["notes"]),
                                      (Unit.COINS, str(Unit.COINS), levels["coins"])])
 
@@ -183,17 +184,9 @@ async def _levels(args: argparse.Namespace, config: Config) -> int:
             info = dev.info if hasattr(dev, "info") else None
             title = f"{dev.unit}" + (f" ({info.model}, firmware {info.firmware})" if info else "")
             found.append((dev.unit, title, await dev.levels()))
-        return _print_levels(await _books(db), found)
+        return _print_levels(await cash_journal.read_books(db), found)
 
     return await _with_units(home, work)
-
-
-async def _books(db: Database) -> dict[str, dict[int, int]]:
-    """What the books say each unit holds: unit -> fen -> count."""
-    books: dict[str, dict[int, int]] = {}
-    for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
-        books.setdefault(r[0], {})[int(r[1])] = int(r[2])
-    return books
 
 
 def _print_levels(books: Mapping[str, Mapping[int, int]],

@@ -106,6 +106,14 @@ async def record_movement(
     )
 
 
+async def read_books(db: Database) -> dict[str, dict[int, int]]:
+    """What the books say each unit holds: unit -> value (fen) -> count."""
+    books: dict[str, dict[int, int]] = {}
+    for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
+        books.setdefault(r[0], {})[int(r[1])] = int(r[2])
+    return books
+
+
 async def sync_books(
     db: Database, levels: Mapping[str, Mapping[int, int]], note_values: Iterable[int], correct: bool
 ) -> dict[str, dict[int, int]]:

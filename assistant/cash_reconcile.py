@@ -159,9 +159,7 @@ async def reconcile_cash(db: Database, billing: Billing, since: str = "") -> Cas
         line, found = check_payment(st, postings, receipt is not None)
         lines.append(line)
         problems += [str(p) for p in found]
-    books: dict[str, dict[int, int]] = {}
-    for r in await db.fetchall("SELECT unit, denomination_fen, count FROM cash_unit"):
-        books.setdefault(r[0], {})[int(r[1])] = int(r[2])
+    books = await cash_journal.read_books(db)
     moved: dict[str, dict[int, int]] = {}
     for r in await db.fetchall(
         "SELECT unit, denomination_fen, sum(delta) FROM cash_movement GROUP BY unit, denomination_fen"

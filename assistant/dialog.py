@@ -20,7 +20,6 @@ Rules it keeps for elderly customers:
 from __future__ import annotations
 
 import abc
-import asyncio
 import dataclasses
 import logging
 import secrets
@@ -1678,8 +1677,6 @@ async def _never_stuck(wait: Awaitable[Event | None], fallback: Event) -> Event 
     customer is never left on a "please wait" screen by an error nobody foresaw."""
     try:
         return await wait
-    except asyncio.CancelledError:
-        raise
-    except Exception:
+    except Exception:  # (a cancellation is not an Exception: it goes through)
         log.exception("background wait failed; reporting %s", fallback)
         return fallback

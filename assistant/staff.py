@@ -74,6 +74,19 @@ def _audit_time(at: object) -> float | None:
         return None
 
 
+def _member(row) -> StaffMember:
+    return StaffMember(row["id"], row["staff_no"], row["name"], row["role"])
+
+
+def _only(rows: list, alike: str) -> StaffMember | None:
+    """The one staff member in ``rows``; None when there is none, or more than one (which
+    one is meant cannot be known, so neither is: logged as staff numbers that ``alike``)."""
+    if len(rows) > 1:
+        log.warning("staff numbers %s %s", ", ".join(r["staff_no"] for r in rows), alike)
+        return None
+    return _member(rows[0]) if rows else None
+
+
 class StaffVerificationFailed(KioskError):
     """The face or PIN did not verify a staff member."""
 
@@ -166,7 +179,7 @@ class StaffDirectory:
         row = await self.db.fetchone(
             "SELECT id, staff_no, name, role FROM staff WHERE user_id = ? AND active = 1", (user_id,)
         )
-        return StaffMember(row["id"], row["staff_no"], row["name"], row["role"]) if row else None
+        return _member(row) if row else None
 
     async def by_number(self, staff_no: str) -> StaffMember | None:
         """The active staff member with this staff number (any letter case), if any; None when
@@ -175,10 +188,7 @@ class StaffDirectory:
             "SELECT id, staff_no, name, role FROM staff WHERE UPPER(staff_no) = UPPER(?) AND active = 1",
             (staff_no.strip(),),
         )
-        if len(rows) > 1:
-            log.warning("staff numbers %s differ only in letter case", ", ".join(r["staff_no"] for r in rows))
-            return None
-        return StaffMember(rows[0]["id"], rows[0]["staff_no"], rows[0]["name"], rows[0]["role"]) if rows else None
+        return _only(rows, "differ only in letter case")
 
     async def by_keypad(self, code: str) -> StaffMember | None:
         """The active staff member whose staff number is typed ``code`` on the keypad
@@ -186,12 +196,7 @@ class StaffDirectory:
         if not code:
             return None
         rows = await self.db.fetchall("SELECT id, staff_no, name, role FROM staff WHERE active = 1")
-        found = [r for r in rows if keypad_code(r["staff_no"]) == code]
-        if len(found) > 1:
-            # Typed alike on the pad: which one is meant cannot be known, so neither is.
-            log.warning("staff numbers %s are typed alike (%s) on the keypad", ", ".join(r["staff_no"] for r in found), code)
-            return None
-        return StaffMember(found[0]["id"], found[0]["staff_no"], found[0]["name"], found[0]["role"]) if found else None
+        return _only([r for r in rows if keypad_code(r["staff_no"]) == code], f"are typed alike ({code}) on the keypad")
 
     async def verify(
         self, member: StaffMember | None, pin: str, purpose: str, role: str | None = None, by: str = "face"

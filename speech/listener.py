@@ -234,15 +234,20 @@ class Listener:
     def _lost_audio(self) -> None:
         """Audio went missing mid-turn: start a fresh turn; a customer who was speaking
         hears "not understood" (half an amount must never be taken as the whole)."""
+        if self._abandon_turn() and self._listening:
+            self.on_event(Utterance("", 0.0))
+
+    def _abandon_turn(self) -> bool:
+        """Drop the turn in progress and start a fresh one; True if the customer was speaking."""
         heard = self.endpointer.in_speech
         try:
             self._restart_turn()
         except Exception:
+            # the engine cannot even start a turn: a new stream is opened for the next chunk
             log.exception("speech recogniser could not start a new turn")
             self.endpointer.reset()
             self._stream = None
-        if heard and self._listening:
-            self.on_event(Utterance("", 0.0))
+        return heard
 
     async def _process(self, chunk: AudioChunk, replayed: bool = False) -> None:
         gate = self.gate
@@ -298,15 +303,7 @@ class Listener:
             log.error("speech recogniser failed: %s", exc)
         else:
             log.exception("speech recogniser failed")
-        heard = self.endpointer.in_speech
-        try:
-            self._restart_turn()
-        except Exception:
-            # the engine cannot even start a turn: a new stream is opened for the next chunk
-            log.exception("speech recogniser could not start a new turn")
-            self.endpointer.reset()
-            self._stream = None
-        if heard:
+        if self._abandon_turn():
             self.on_event(Utterance("", 0.0))
 
     async def _finish(self, stream: TranscriberStream) -> None:
