@@ -92,6 +92,13 @@ class Live:
     async def insert_note(self, value: int) -> None:
         assert await asyncio.to_thread(self.sim.insert_note, value), f"note {value} refused at the slot"
 
+    async def until_counted(self, fen: int) -> None:
+        """Wait (up to 5 s) until the dialog has counted ``fen`` inserted."""
+        for _ in range(50):
+            if self.dialog.session.inserted_fen == fen:
+                return
+            await asyncio.sleep(0.1)
+
     async def payment(self) -> object:
         """The finished payment of this customer (from the journal)."""
         return await self.cash.wait_finished(self.pid, 20)
@@ -341,10 +348,7 @@ async def test_a_customer_who_walks_away_from_help_or_settings_mid_payment_gets_
     await k.to_cash()
     await k.insert_note(5000)
     await k.display.wait_for("cash", 5)
-    for _ in range(50):
-        if k.dialog.session.inserted_fen == 5000:
-            break
-        await asyncio.sleep(0.1)
+    await k.until_counted(5000)
     k.kiosk.post(KeyPressed(Key.HELP) if overlay == "help" else ActionChosen("settings"))
     await k.display.wait_for(overlay, 5)
     await k.display.wait_for("still_there", 5)
@@ -363,10 +367,7 @@ async def test_more_time_over_help_mid_payment_still_leads_back_to_the_cash_scre
     k = await live(idle_timeout_s=0.8, grace_timeout_s=5.0)
     await k.to_cash()
     await k.insert_note(5000)
-    for _ in range(50):
-        if k.dialog.session.inserted_fen == 5000:
-            break
-        await asyncio.sleep(0.1)
+    await k.until_counted(5000)
     k.kiosk.post(KeyPressed(Key.HELP))
     await k.display.wait_for("help", 5)
     await k.display.wait_for("still_there", 5)
@@ -389,10 +390,7 @@ async def test_settings_opened_from_the_still_there_warning_mid_payment(live) ->
     k = await live(idle_timeout_s=0.8, grace_timeout_s=3.0)
     await k.to_cash()
     await k.insert_note(5000)
-    for _ in range(50):
-        if k.dialog.session.inserted_fen == 5000:
-            break
-        await asyncio.sleep(0.1)
+    await k.until_counted(5000)
     await k.display.wait_for("still_there", 5)
     k.kiosk.post(ActionChosen("settings"))
     await k.display.wait_for("settings", 5)

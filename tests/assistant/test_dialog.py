@@ -513,12 +513,25 @@ async def test_card_needs_face_not_just_account_number(services, card_customer) 
     )
 
 
+async def _undecided_card_payment(services, db, bank, payment_id: str, timeout_s: float) -> int:
+    """张建国 (3100012345) with a card payment through ``bank`` whose answer never came: the
+    journal holds its charge intent only. Returns his user id."""
+    from assistant import journal
+    from assistant.noncash import NonCashPayments
+
+    await bank.ensure_schema()
+    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=timeout_s)
+    uid = await user_id_for(db, "13800138000")
+    await journal.open_payment(db, payment_id, "3100012345", uid, "card", 12345, "K001")
+    await journal.append(db, payment_id, "charge", "intent", 12345, channel="card")
+    return uid
+
+
 async def test_cash_waits_for_an_undecided_card_payment_of_the_same_account(services, db) -> None:
     """A card payment whose answer was lost may have been charged: paying the same bill in
     cash now could pay it twice. The kiosk asks the bank first; no cash is taken while
     the bank cannot say, and when the bank confirms the card charge the bill is paid."""
     from assistant import journal
-    from assistant.noncash import NonCashPayments
     from assistant.payments import SandboxConfig, SandboxGateway, SandboxTokenizer
 
     class LineDown(SandboxGateway):
@@ -532,14 +545,9 @@ async def test_cash_waits_for_an_undecided_card_payment_of_the_same_account(serv
             return await super().status(reference)
 
     bank = LineDown(db, "card", SandboxConfig(latency_s=0.0, timeout_s=0.2))
-    await bank.ensure_schema()
+    uid = await _undecided_card_payment(services, db, bank, "P900", timeout_s=0.2)
     token = await SandboxTokenizer(db).tokenize("6222021234567897", "工商银行")
-    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=0.2)
-    uid = await user_id_for(db, "13800138000")
-    # the bank charged, the answer was lost: the journal holds only the intent
-    await journal.open_payment(db, "P900", "3100012345", uid, "card", 12345, "K001")
-    await journal.append(db, "P900", "charge", "intent", 12345, channel="card")
-    await bank.charge("P900", token.token, 12345)
+    await bank.charge("P900", token.token, 12345)  # the bank did charge; its answer was lost
     script = [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears"),
               Step(KeyPressed(Key.CONFIRM), not_say=["cash_insert"])]
     dialog = Dialog(services)
@@ -559,20 +567,14 @@ async def test_a_silent_bank_holds_the_cash_screen_only_briefly(services, db) ->
     cash press waits a few seconds (not the whole payment timeout) and then takes no cash."""
     import asyncio
 
-    from assistant import journal
-    from assistant.noncash import NonCashPayments
     from assistant.payments import SandboxConfig, SandboxGateway
 
     class Silent(SandboxGateway):
         async def status(self, reference):
             await asyncio.sleep(120)
 
-    bank = Silent(db, "card", SandboxConfig(latency_s=0.0))
-    await bank.ensure_schema()
-    services.noncash = NonCashPayments(db, services.billing, {"card": bank}, "K001", timeout_s=60.0)
-    uid = await user_id_for(db, "13800138000")
-    await journal.open_payment(db, "P901", "3100012345", uid, "card", 12345, "K001")
-    await journal.append(db, "P901", "charge", "intent", 12345, channel="card")
+    uid = await _undecided_card_payment(services, db, Silent(db, "card", SandboxConfig(latency_s=0.0)), "P901",
+                                        timeout_s=60.0)
     dialog = Dialog(services)
     await run_dialog(dialog, [Step(FaceSeen(FaceOutcome.IDENTIFIED, customer_id=uid), state="arrears")])
     cmds = await asyncio.wait_for(dialog.handle(KeyPressed(Key.CONFIRM)), 20)  # not the 60 s timeout

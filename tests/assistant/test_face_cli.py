@@ -166,14 +166,7 @@ def test_enrol_demo_customers(tmp_path, monkeypatch, capsys):
     from assistant.seed import seed
 
     monkeypatch.delenv("KIOSK_DATA_DIR", raising=False)
-    cfg = tmp_path / "kiosk.toml"
-    cfg.write_text(
-        f'[kiosk]\ndata_dir = "{tmp_path / "var"}"\n'
-        f'[storage]\npath = "{tmp_path / "kiosk.db"}"\n'
-        f'[models]\nmodels_dir = "{provisioned("face").parent}"\n'
-        f'data_dir = "{provisioned("face-images").parent}"\n'
-        "[face]\nthresholds = { face = 0.55 }\n"
-    )
+    cfg = demo_config(tmp_path)
 
     async def seeded():
         async with Database(tmp_path / "kiosk.db") as db:

@@ -42,6 +42,15 @@ async def staff(db, tmp_path):
     return directory, uid, clock
 
 
+async def three_wrong_pins(directory: StaffDirectory, member) -> None:
+    """Two wrong PINs are refused; the third locks staff functions."""
+    for _ in range(2):
+        with pytest.raises(StaffVerificationFailed):
+            await directory.verify(member, "000000", purpose="enrolment")
+    with pytest.raises(StaffLocked):
+        await directory.verify(member, "000000", purpose="enrolment")
+
+
 async def test_staff_face_plus_pin(staff, db) -> None:
     directory, uid, _ = staff
     member = await directory.by_user(uid)
@@ -63,11 +72,7 @@ async def test_wrong_role_fails(staff) -> None:
 async def test_three_failures_lock_then_unlock(staff, db) -> None:
     directory, uid, clock = staff
     member = await directory.by_user(uid)
-    for _ in range(2):
-        with pytest.raises(StaffVerificationFailed):
-            await directory.verify(member, "000000", purpose="enrolment")
-    with pytest.raises(StaffLocked):
-        await directory.verify(member, "000000", purpose="enrolment")
+    await three_wrong_pins(directory, member)
     # Even the right PIN is refused while locked.
     with pytest.raises(StaffLocked):
         await directory.verify(member, "246810", purpose="enrolment")
@@ -142,11 +147,7 @@ async def test_a_clock_set_back_does_not_stretch_the_lock(staff, db) -> None:
     directory, uid, clock = staff
     clock[0] = 1_764_870_000.0
     member = await directory.by_user(uid)
-    for _ in range(2):
-        with pytest.raises(StaffVerificationFailed):
-            await directory.verify(member, "000000", purpose="enrolment")
-    with pytest.raises(StaffLocked):
-        await directory.verify(member, "000000", purpose="enrolment")
+    await three_wrong_pins(directory, member)
     clock[0] -= 86400  # the clock is set back a day
     assert (await directory.verify(member, "246810", purpose="enrolment")).staff_no == "H001"
 
